@@ -1,0 +1,1 @@
+"""Model backends: synthetic (numpy) and SAM 2 (torch)."""

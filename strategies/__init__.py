@@ -1,0 +1,1 @@
+"""Pluggable strategies and the named strategy sets built from them."""

@@ -1,0 +1,84 @@
+"""Memory frame selection: which ancestors feed spatial memory and object pointers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from treemem.strategy import RecalledMemory
+from treemem.types import MemoryEntry, MemoryHistory
+
+
+def _conditioning(history: MemoryHistory, frame: int) -> tuple[
+    tuple[tuple[MemoryEntry, int], ...], tuple[tuple[MemoryEntry, int], ...]
+]:
+    """SAM 2's use of prompt frames: every one in spatial memory (position 0), and as
+    pointers only those not in the future, at their frame distance."""
+    spatial = tuple((entry, 0) for entry in history.conditioning)
+    pointers = tuple(
+        (entry, frame - entry.frame) for entry in history.conditioning if entry.frame <= frame
+    )
+    return spatial, pointers
+
+
+@dataclass(frozen=True)
+class RecentFrames:
+    """Plain SAM 2: the `spatial_frames` most recent frames and `pointer_frames` most recent
+    pointers by frame gap, positioned by frame gap."""
+
+    spatial_frames: int = 6
+    pointer_frames: int = 15
+
+    def extend(self, history: MemoryHistory, entry: MemoryEntry) -> MemoryHistory:
+        horizon = entry.frame - max(self.spatial_frames, self.pointer_frames) + 1
+        kept = tuple(e for e in history.recent if e.frame >= horizon)
+        return MemoryHistory(history.conditioning, kept + (entry,))
+
+    def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory:
+        cond_spatial, cond_pointers = _conditioning(history, frame)
+        spatial = tuple(
+            (e, frame - e.frame) for e in history.recent if 1 <= frame - e.frame <= self.spatial_frames
+        )
+        pointers = tuple(
+            (e, frame - e.frame)
+            for e in reversed(history.recent)
+            if 1 <= frame - e.frame <= self.pointer_frames
+        )
+        return RecalledMemory(cond_spatial + spatial, cond_pointers + pointers)
+
+
+@dataclass(frozen=True)
+class ObjectAwareFrames:
+    """SAM2Long's object-aware selection with rank positions.
+
+    A past frame is valid iff its kept IoU > `delta_iou` and its stored occlusion logit > 0.
+    L = the `valid_frames` newest valid frames, plus the previous frame even if invalid.
+    Spatial: the last `spatial_frames` of L at rank positions (newest 1); pointers: L newest
+    first at ranks 1..n with n = min(`pointer_frames`, |L| - 1), so L's oldest gives none.
+    """
+
+    delta_iou: float = 0.1
+    spatial_frames: int = 6
+    pointer_frames: int = 15
+    valid_frames: int = 15
+
+    def is_valid(self, entry: MemoryEntry) -> bool:
+        return entry.iou > self.delta_iou and entry.occlusion > 0
+
+    def extend(self, history: MemoryHistory, entry: MemoryEntry) -> MemoryHistory:
+        valid = [e for e in history.recent if self.is_valid(e)]
+        if self.is_valid(entry):
+            valid.append(entry)
+            kept = valid[-self.valid_frames :]
+        else:
+            kept = valid[-self.valid_frames :] + [entry]
+        return MemoryHistory(history.conditioning, tuple(kept))
+
+    def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory:
+        cond_spatial, cond_pointers = _conditioning(history, frame)
+        recent = history.recent
+        newest_spatial = recent[-self.spatial_frames :] if recent else ()
+        count = len(newest_spatial)
+        spatial = tuple((e, count - i) for i, e in enumerate(newest_spatial))
+        n_pointers = min(self.pointer_frames, len(recent) - 1)
+        pointers = tuple((recent[-rank], rank) for rank in range(1, n_pointers + 1))
+        return RecalledMemory(cond_spatial + spatial, cond_pointers + pointers)

@@ -1,0 +1,83 @@
+"""Named strategy sets: frozen compositions of strategies with their hyperparameters.
+
+A set is described by a frozen parameter record (what `--set key=value` edits and
+`treemem strategies` lists) whose `build()` returns the composed `StrategySet`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from treemem.strategies.memory import ObjectAwareFrames, RecentFrames
+from treemem.strategies.scoring import CumulativeLogIou, CurrentIou
+from treemem.strategies.selection import CloneStart, DistinctRoundedIou, TopScores
+from treemem.strategies.weighting import OcclusionRankWeights, Unweighted
+from treemem.registry import register_strategy
+from treemem.strategy import StrategySet
+from treemem.types import ConfigError
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@register_strategy
+@dataclass(frozen=True)
+class Sam2Long:
+    """SAM2Long (Ding et al., 2024): a memory tree of P pathways, exactly as the reference."""
+
+    name: ClassVar[str] = "sam2long"
+    pathways: int = 3
+    delta_iou: float = 0.1
+    delta_conf: float = 2.0
+    w_low: float = 0.95
+    w_high: float = 1.05
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check(self.pathways >= 1, f"pathways must be >= 1, got {self.pathways}")
+        _check(0.0 <= self.delta_iou <= 1.0, f"delta_iou must be in [0, 1], got {self.delta_iou}")
+        _check(self.delta_conf >= 0.0, f"delta_conf must be >= 0, got {self.delta_conf}")
+        _check(self.w_low <= self.w_high, f"w_low ({self.w_low}) must be <= w_high ({self.w_high})")
+        _check(self.w_low > 0.0, f"w_low must be > 0, got {self.w_low}")
+        _check(self.eps > 0.0, f"eps must be > 0, got {self.eps}")
+
+    def build(self) -> StrategySet:
+        return StrategySet(
+            name=self.name,
+            pathways=self.pathways,
+            start=CloneStart(),
+            scoring=CumulativeLogIou(self.eps),
+            pruning=TopScores(),
+            diversity=DistinctRoundedIou(self.delta_conf),
+            memory=ObjectAwareFrames(self.delta_iou),
+            weighting=OcclusionRankWeights(self.w_low, self.w_high),
+        )
+
+
+@register_strategy
+@dataclass(frozen=True)
+class Greedy:
+    """Plain SAM 2: one pathway, argmax IoU, the most recent frames by frame gap."""
+
+    name: ClassVar[str] = "greedy"
+    spatial_frames: int = 6
+    pointer_frames: int = 15
+
+    def __post_init__(self) -> None:
+        _check(self.spatial_frames >= 0, f"spatial_frames must be >= 0, got {self.spatial_frames}")
+        _check(self.pointer_frames >= 0, f"pointer_frames must be >= 0, got {self.pointer_frames}")
+
+    def build(self) -> StrategySet:
+        return StrategySet(
+            name=self.name,
+            pathways=1,
+            start=CloneStart(),
+            scoring=CurrentIou(),
+            pruning=TopScores(),
+            diversity=None,
+            memory=RecentFrames(self.spatial_frames, self.pointer_frames),
+            weighting=Unweighted(),
+        )

@@ -1,0 +1,17 @@
+"""treemem: long-video object segmentation by search over segmentation hypotheses."""
+
+from treemem.engine import Engine
+from treemem.registry import load_strategy, register_strategy
+from treemem.tree import TreeRecord
+from treemem.types import FrameDecision, Prompt, TreememError
+
+__all__ = [
+    "Engine",
+    "FrameDecision",
+    "Prompt",
+    "TreeRecord",
+    "TreememError",
+    "load_strategy",
+    "register_strategy",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,51 @@
+"""The model side of the search, as the engine sees it.
+
+One call per frame for each job, batched over every pathway of every object: the engine
+passes node ids and memory plans, never tensors it must inspect, and backends keep masks and
+features on their own device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from treemem.types import BoolArray, Commit, PathwayQuery, Prompt, PromptResult, Proposals
+
+
+class Backend(Protocol):
+    """A segmentation model driven by the beam search."""
+
+    @property
+    def num_frames(self) -> int:
+        """Length of the video the backend reads frames from."""
+        ...
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) of the video, the resolution of `mask`."""
+        ...
+
+    def encode(self, frame: int) -> object:
+        """Run the image encoder once for `frame`; the result is opaque to the engine."""
+        ...
+
+    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
+        """Turn a user prompt into a conditioning memory stored under `node`."""
+        ...
+
+    def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
+        """K candidates for each query row, all rows in one batched pass."""
+        ...
+
+    def commit(self, features: object, commits: Sequence[Commit]) -> None:
+        """Encode the memory (and keep the mask) of each kept candidate under its node."""
+        ...
+
+    def mask(self, node: int) -> BoolArray:
+        """The (H, W) mask of a committed or prompted node, at video resolution."""
+        ...
+
+    def release(self, nodes: Iterable[int]) -> None:
+        """Forget these nodes' memories and masks: no pathway can read them any more."""
+        ...

@@ -1,0 +1,1 @@
+"""Subcommands of the `treemem` command line, one module each."""

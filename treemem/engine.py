@@ -1,0 +1,307 @@
+"""The beam search over segmentation hypotheses.
+
+Per frame: the backend encodes the frame once and proposes K candidates for every pathway of
+every object in one batched call; the strategy set scores, diversifies and prunes each
+object's candidates to P survivors; the backend commits the survivors' memories; the tree
+record and the lineage (liveness, exact decisions, memory release) are updated. Frames are
+emitted as soon as they are decided, so output is online and exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from treemem.backend import Backend
+from treemem.lineage import Lineage
+from treemem.strategy import CandidateTable, StrategySet
+from treemem.tree import TreeRecord
+from treemem.types import (
+    Commit,
+    FloatArray,
+    Float32Array,
+    FrameDecision,
+    InputError,
+    IntArray,
+    MemoryEntry,
+    MemoryHistory,
+    PathwayQuery,
+    Prompt,
+    TreememError,
+)
+
+log = logging.getLogger("treemem.engine")
+
+
+@dataclass
+class Beam:
+    """One object's surviving pathways; slot order is rank (slot 0 is the best)."""
+
+    frame: int
+    nodes: list[int]
+    scores: FloatArray
+    histories: list[MemoryHistory]
+    started: bool = False
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One object's outcome at one frame."""
+
+    obj: int
+    beam: Beam
+    commits: list[Commit]
+
+
+class Engine:
+    """Runs a `StrategySet` over a `Backend`; yields each frame's decision when it is final.
+
+    `max_lag` forces a decision from the current best pathway once an undecided frame is that
+    many frames old (for live use; the exact rule alone reproduces the final answer).
+    """
+
+    def __init__(
+        self,
+        strategy: StrategySet,
+        backend: Backend,
+        *,
+        record: TreeRecord | None = None,
+        max_lag: int | None = None,
+    ) -> None:
+        if max_lag is not None and max_lag < 0:
+            raise InputError(f"max_lag must be >= 0, got {max_lag}")
+        self.strategy = strategy
+        self.backend = backend
+        self.record = record if record is not None else TreeRecord()
+        self.max_lag = max_lag
+        self.lineage = Lineage()
+        self.beams: dict[int, Beam] = {}
+        self.rejected = 0
+        self._conditioning: dict[int, tuple[MemoryEntry, ...]] = {}
+
+    def run(
+        self,
+        prompts: Sequence[Prompt],
+        frames: Sequence[int] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[FrameDecision]:
+        """Track every prompted object through `frames` (default: first prompt to the end)."""
+        if not prompts:
+            raise InputError("at least one prompt is needed")
+        prompt_nodes = self._prompt_all(prompts)
+        first = min(p.frame for p in prompts)
+        order = range(first, self.backend.num_frames) if frames is None else frames
+        for frame in order:
+            features = self.backend.encode(frame)
+            for prompt, node in prompt_nodes:
+                if prompt.frame == frame:
+                    self._restart(prompt.obj, frame, node)
+            steps = self._search(frame, features)
+            self.backend.commit(features, [c for step in steps for c in step.commits])
+            for step in steps:
+                self._advance(step)
+            yield from self._decisions(frame)
+            self.backend.release(self.lineage.drain_releasable())
+            if progress is not None:
+                progress(frame)
+        yield from self._finish()
+
+    # --- one frame ----------------------------------------------------------------------------
+
+    def _search(self, frame: int, features: object) -> list[_Step]:
+        """Expand every started pathway of every object in one batched proposal."""
+        tracked = [obj for obj, beam in self.beams.items() if beam.nodes and self._tracks(obj, frame)]
+        queries = [
+            PathwayQuery(obj, self.strategy.weighting(self.strategy.memory.recall(h, frame)))
+            for obj in tracked
+            for h in self.beams[obj].histories
+        ]
+        if not queries:
+            return []
+        proposals = self.backend.propose(features, queries)
+        steps, row = [], 0
+        for obj in tracked:
+            beam = self.beams[obj]
+            n = len(beam.nodes)
+            iou = proposals.iou[row : row + n]
+            occlusion = proposals.occlusion[row : row + n]
+            steps.append(self._select(obj, frame, beam, iou, occlusion, row))
+            row += n
+        return steps
+
+    def _tracks(self, obj: int, frame: int) -> bool:
+        """False on the frame an object was (re)prompted: its mask there is the prompt."""
+        beam = self.beams[obj]
+        return beam.frame < frame
+
+    def _select(
+        self, obj: int, frame: int, beam: Beam, iou: Float32Array, occlusion: Float32Array, row0: int
+    ) -> _Step:
+        strategy = self.strategy
+        capacity = strategy.pathways
+        iou, occlusion = self._reject_non_finite(obj, frame, iou, occlusion)
+        k = iou.shape[1]
+        score = strategy.scoring(beam.scores, iou)
+        if beam.started:
+            table = CandidateTable.build(score, iou, occlusion)
+            kept = strategy.diversity(table, capacity) if strategy.diversity is not None else None
+            if kept is None:
+                kept = strategy.pruning(table, capacity)
+            kept_scores = score.ravel()[kept]
+        else:
+            kept, kept_scores = strategy.start(iou[0], capacity)
+        if kept.size == 0:
+            raise TreememError(f"object {obj}, frame {frame}: the backend gave no usable candidate")
+        parents, candidates = kept // k, kept % k
+        first_row = self._record(obj, frame, beam, score, iou, occlusion, kept, kept_scores)
+        nodes = [first_row + r for r in range(kept.size)]
+        commits, histories = [], []
+        for node, parent, candidate in zip(nodes, parents.tolist(), candidates.tolist(), strict=True):
+            commits.append(Commit(node, row0 + parent, candidate, beam.nodes[parent]))
+            entry = MemoryEntry(node, frame, float(iou[parent, candidate]), float(occlusion[parent]))
+            histories.append(strategy.memory.extend(beam.histories[parent], entry))
+        new_beam = Beam(frame, nodes, np.asarray(kept_scores, np.float64), histories, started=True)
+        return _Step(obj, new_beam, commits)
+
+    def _reject_non_finite(
+        self, obj: int, frame: int, iou: Float32Array, occlusion: Float32Array
+    ) -> tuple[Float32Array, Float32Array]:
+        """A NaN or inf from the backend disqualifies that candidate (or that whole row)."""
+        bad = ~np.isfinite(iou) | ~np.isfinite(occlusion)[:, None]
+        if not bad.any():
+            return iou, occlusion
+        self.rejected += int(bad.sum())
+        log.warning("object %d, frame %d: rejected %d non-finite candidates", obj, frame, bad.sum())
+        return np.where(bad, np.nan, iou).astype(np.float32), np.nan_to_num(occlusion, nan=0.0)
+
+    def _record(
+        self,
+        obj: int,
+        frame: int,
+        beam: Beam,
+        score: FloatArray,
+        iou: Float32Array,
+        occlusion: Float32Array,
+        kept: IntArray,
+        kept_scores: FloatArray,
+    ) -> int:
+        """Append kept rows (slot order) then pruned candidates; returns the first node id."""
+        n, k = iou.shape
+        pruned = np.setdiff1d(np.arange(n * k), kept)
+        flat = np.concatenate([kept, pruned])
+        parents = flat // k
+        return self.record.append(
+            obj=obj,
+            frame=frame,
+            slot=np.concatenate([np.arange(kept.size), np.full(pruned.size, -1)]),
+            parent=parents,
+            candidate=flat % k,
+            score=np.concatenate([kept_scores, score.ravel()[pruned]]),
+            iou=iou.ravel()[flat].astype(np.float64),
+            occlusion=occlusion[parents].astype(np.float64),
+            kept=np.arange(flat.size) < kept.size,
+            parent_row=np.asarray(beam.nodes, dtype=np.int64)[parents],
+        )
+
+    def _advance(self, step: _Step) -> None:
+        """Swap in the new survivors; the lineage frees what no pathway can reach any more."""
+        old = self.beams[step.obj]
+        for node, commit in zip(step.beam.nodes, step.commits, strict=True):
+            content = self.lineage.content_of(commit.parent, commit.candidate)
+            self.lineage.add(node, step.obj, step.beam.frame, commit.parent, content)
+        for history in step.beam.histories:
+            self.lineage.hold(e.node for e in history.recent)
+        self.lineage.retire(old.nodes)
+        for history in old.histories:
+            self.lineage.unhold(e.node for e in history.recent)
+        self.beams[step.obj] = step.beam
+
+    # --- prompts --------------------------------------------------------------------------------
+
+    def _prompt_all(self, prompts: Sequence[Prompt]) -> list[tuple[Prompt, int]]:
+        """Store every prompt as a conditioning memory before tracking, as SAM 2 does: a
+        prompt frame conditions every frame of its object, pointers only later ones."""
+        ordered = sorted(prompts, key=lambda p: (p.frame, p.obj))
+        seen: set[tuple[int, int]] = set()
+        out: list[tuple[Prompt, int]] = []
+        entries: dict[int, list[MemoryEntry]] = {}
+        for prompt in ordered:
+            if (prompt.obj, prompt.frame) in seen:
+                raise InputError(f"object {prompt.obj} has two prompts on frame {prompt.frame}")
+            seen.add((prompt.obj, prompt.frame))
+            if not 0 <= prompt.frame < self.backend.num_frames:
+                raise InputError(
+                    f"prompt on frame {prompt.frame}, but the video has {self.backend.num_frames} frames"
+                )
+        for prompt in ordered:
+            node = len(self.record)
+            features = self.backend.encode(prompt.frame)
+            result = self.backend.prompt(features, prompt, node)
+            reprompt = any(p.obj == prompt.obj and p.frame < prompt.frame for p in ordered)
+            self.record.append(
+                obj=prompt.obj,
+                frame=prompt.frame,
+                slot=np.zeros(1, np.int64),
+                parent=np.array([0 if reprompt else -1]),
+                candidate=np.array([-1]),
+                score=np.zeros(1),
+                iou=np.array([result.iou]),
+                occlusion=np.array([result.occlusion]),
+                kept=np.ones(1, bool),
+                parent_row=np.array([-1]),
+            )
+            out.append((prompt, node))
+            entry = MemoryEntry(node, prompt.frame, result.iou, result.occlusion, conditioning=True)
+            entries.setdefault(prompt.obj, []).append(entry)
+        self._conditioning = {obj: tuple(found) for obj, found in entries.items()}
+        return out
+
+    def _restart(self, obj: int, frame: int, node: int) -> None:
+        """A prompt on this frame (re)starts the object's tree from the prompted mask."""
+        old = self.beams.get(obj)
+        parent = old.nodes[0] if old is not None and old.nodes else -1
+        if parent >= 0:
+            self.record.link(node, parent)
+        self.lineage.add(node, obj, frame, parent, self.lineage.new_content(), pinned=True)
+        if old is not None:
+            self.lineage.retire(old.nodes)
+            for history in old.histories:
+                self.lineage.unhold(e.node for e in history.recent)
+        self.beams[obj] = Beam(frame, [node], np.zeros(1), [MemoryHistory(self._conditioning[obj])])
+
+    # --- decisions ------------------------------------------------------------------------------
+
+    def _decisions(self, frame: int) -> Iterator[FrameDecision]:
+        for obj, beam in self.beams.items():
+            for decided_frame, node in self.lineage.decided(obj):
+                yield FrameDecision(obj, decided_frame, node)
+            oldest = self.lineage.undecided_since(obj)
+            if self.max_lag is not None and oldest is not None and frame - oldest >= self.max_lag:
+                yield from self._force(obj, beam, frame - self.max_lag, forced=True)
+
+    def _force(self, obj: int, beam: Beam, until: int, *, forced: bool) -> Iterator[FrameDecision]:
+        """Decide `obj`'s frames up to `until` from the best pathway's ancestry."""
+        oldest = self.lineage.undecided_since(obj)
+        if oldest is None or until < oldest:
+            return
+        path: list[tuple[int, int]] = []
+        node = beam.nodes[0]
+        while True:
+            frame = self.lineage.frame(node)
+            if frame <= until:
+                path.append((frame, node))
+            if frame <= oldest:
+                break
+            node = self.lineage.parent(node)
+        self.lineage.force(obj, until)
+        for frame, node in reversed(path):
+            yield FrameDecision(obj, frame, node, forced=forced)
+
+    def _finish(self) -> Iterator[FrameDecision]:
+        """End of video: the best pathway's ancestry decides what is still open (exact)."""
+        for obj, beam in self.beams.items():
+            yield from self._force(obj, beam, self.backend.num_frames, forced=False)
+        self.backend.release(self.lineage.drain_releasable())

@@ -1,0 +1,156 @@
+"""Which tree nodes are still alive, which frames are decided, which memories can go.
+
+A node is live while it is a surviving pathway or an ancestor of one. Frame i of an object is
+decided once every live node at i has the same content (same parent content, same
+candidate): then every pathway, whichever wins at the end, gives the same mask there, so
+emitting it now is exact. A node's backend resources are released once its mask is no longer
+needed (dead, or its frame emitted) and no surviving pathway's memory history refers to it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class _Node:
+    obj: int
+    frame: int
+    parent: int
+    content: int
+    refs: int = 1  # 1 for being a survivor + one per live child
+    history_refs: int = 0
+    emitted: bool = False
+    pinned: bool = False
+
+
+@dataclass(slots=True)
+class _Frontier:
+    """One object's undecided frames, oldest first, each with its nodes."""
+
+    first_frame: int
+    frames: deque[list[int]] = field(default_factory=deque)
+
+
+class Lineage:
+    """Liveness, exact decisions and release bookkeeping for all objects of a run."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[int, _Node] = {}
+        self._frontiers: dict[int, _Frontier] = {}
+        self._contents: dict[tuple[int, int], int] = {}
+        self._releasable: list[int] = []
+
+    def __len__(self) -> int:
+        """Nodes currently tracked (live, or still held for memory)."""
+        return len(self._nodes)
+
+    def content_of(self, parent: int, candidate: int) -> int:
+        """An id shared by all nodes that are the same candidate of the same content."""
+        key = (self._nodes[parent].content if parent >= 0 else -1, candidate)
+        return self._contents.setdefault(key, len(self._contents))
+
+    def new_content(self) -> int:
+        """A content id shared with nothing (a prompt's mask)."""
+        key = (-2, len(self._contents))
+        return self._contents.setdefault(key, len(self._contents))
+
+    def add(
+        self, node: int, obj: int, frame: int, parent: int, content: int, *, pinned: bool = False
+    ) -> None:
+        """A new survivor. Pinned nodes (prompts) keep their memory for the whole run."""
+        self._nodes[node] = _Node(
+            obj, frame, parent if parent in self._nodes else -1, content, pinned=pinned
+        )
+        if parent in self._nodes:
+            self._nodes[parent].refs += 1
+        frontier = self._frontiers.setdefault(obj, _Frontier(frame))
+        index = frame - frontier.first_frame
+        while len(frontier.frames) <= index:
+            frontier.frames.append([])
+        frontier.frames[index].append(node)
+
+    def retire(self, survivors: Iterable[int]) -> None:
+        """These nodes stop being survivors (their step is over); dead branches cascade."""
+        for node in survivors:
+            self._unref(node)
+
+    def _unref(self, node: int) -> None:
+        while node >= 0:
+            state = self._nodes.get(node)
+            if state is None:
+                return
+            state.refs -= 1
+            if state.refs > 0:
+                return
+            self._maybe_release(node, state)
+            node = state.parent
+
+    def _maybe_release(self, node: int, state: _Node) -> None:
+        if state.pinned:
+            return
+        if (state.refs <= 0 or state.emitted) and state.history_refs <= 0:
+            self._releasable.append(node)
+            del self._nodes[node]
+
+    def hold(self, nodes: Iterable[int]) -> None:
+        for node in nodes:
+            state = self._nodes.get(node)
+            if state is not None:
+                state.history_refs += 1
+
+    def unhold(self, nodes: Iterable[int]) -> None:
+        for node in nodes:
+            state = self._nodes.get(node)
+            if state is not None:
+                state.history_refs -= 1
+                self._maybe_release(node, state)
+
+    def decided(self, obj: int) -> list[tuple[int, int]]:
+        """Pop the frames of `obj` whose live nodes agree: (frame, node) oldest first."""
+        frontier = self._frontiers.get(obj)
+        out: list[tuple[int, int]] = []
+        while frontier is not None and frontier.frames:
+            live = [n for n in frontier.frames[0] if self._is_live(n)]
+            if len({self._nodes[n].content for n in live}) != 1:
+                break
+            out.append((frontier.first_frame, live[0]))
+            self._emit(frontier)
+        return out
+
+    def force(self, obj: int, frame: int) -> None:
+        """Mark frames of `obj` up to `frame` as emitted (a forced or final decision)."""
+        frontier = self._frontiers.get(obj)
+        while frontier is not None and frontier.frames and frontier.first_frame <= frame:
+            self._emit(frontier)
+
+    def undecided_since(self, obj: int) -> int | None:
+        frontier = self._frontiers.get(obj)
+        if frontier is None or not frontier.frames:
+            return None
+        return frontier.first_frame
+
+    def _emit(self, frontier: _Frontier) -> None:
+        for node in frontier.frames.popleft():
+            state = self._nodes.get(node)
+            if state is not None:
+                state.emitted = True
+                self._maybe_release(node, state)
+        frontier.first_frame += 1
+
+    def _is_live(self, node: int) -> bool:
+        state = self._nodes.get(node)
+        return state is not None and state.refs > 0
+
+    def frame(self, node: int) -> int:
+        return self._nodes[node].frame
+
+    def parent(self, node: int) -> int:
+        state = self._nodes.get(node)
+        return -1 if state is None else state.parent
+
+    def drain_releasable(self) -> list[int]:
+        out, self._releasable = self._releasable, []
+        return out

@@ -1,0 +1,230 @@
+"""The pathway tree, recorded as flat columns while the search runs.
+
+One row per candidate per frame: kept candidates once per slot they fill (the clone start
+fills every slot from one candidate), pruned ones with slot -1. A kept row is a tree node and
+its row number is the node id the engine and backend use. JSON lines carry exactly
+`object, frame, slot, parent, candidate, score, iou, occlusion, kept`; `parent` is the slot at
+the previous frame (-1 for a first prompt), which is enough to rebuild every edge.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from treemem.types import BoolArray, FloatArray, IntArray, TreememError
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+FIELDS = ("object", "frame", "slot", "parent", "candidate", "score", "iou", "occlusion", "kept")
+_INT_FIELDS = ("object", "frame", "slot", "parent", "candidate")
+
+
+@dataclass(frozen=True)
+class TreeColumns:
+    """The whole record as arrays of equal length (one entry per row)."""
+
+    object: IntArray
+    frame: IntArray
+    slot: IntArray
+    parent: IntArray
+    candidate: IntArray
+    score: FloatArray
+    iou: FloatArray
+    occlusion: FloatArray
+    kept: BoolArray
+
+    def __len__(self) -> int:
+        return int(self.frame.shape[0])
+
+
+class TreeRecord:
+    """Append-only record of every candidate the search saw.
+
+    `append` costs a few list appends per frame and object; columns are concatenated only
+    when read. `parent_row` (the parent's node id) is kept alongside for fast trace-back.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: list[tuple[np.ndarray, ...]] = []
+        self._parent_rows: list[IntArray] = []
+        self._rows = 0
+        self._written = 0
+        self._cache: TreeColumns | None = None
+        self._parent_row_cache: IntArray | None = None
+        self._links: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def append(
+        self,
+        *,
+        obj: int,
+        frame: int,
+        slot: IntArray,
+        parent: IntArray,
+        candidate: IntArray,
+        score: FloatArray,
+        iou: FloatArray,
+        occlusion: FloatArray,
+        kept: BoolArray,
+        parent_row: IntArray,
+    ) -> int:
+        """Append one block of rows; returns the row id of its first row."""
+        first = self._rows
+        n = int(slot.shape[0])
+        self._blocks.append(
+            (
+                np.full(n, obj, dtype=np.int64),
+                np.full(n, frame, dtype=np.int64),
+                slot,
+                parent,
+                candidate,
+                score,
+                iou,
+                occlusion,
+                kept,
+            )
+        )
+        self._parent_rows.append(parent_row)
+        self._rows += n
+        self._cache = None
+        self._parent_row_cache = None
+        return first
+
+    def link(self, row: int, parent_row: int) -> None:
+        """Attach a prompt row recorded ahead of time to the node it continues."""
+        self._links[row] = parent_row
+        self._parent_row_cache = None
+
+    def columns(self) -> TreeColumns:
+        if self._cache is None:
+            if self._blocks:
+                merged = [np.concatenate(parts) for parts in zip(*self._blocks, strict=True)]
+            else:
+                merged = [np.zeros(0, dtype=np.int64)] * 5 + [np.zeros(0)] * 3 + [np.zeros(0, bool)]
+            self._cache = TreeColumns(
+                *(m.astype(np.int64) for m in merged[:5]),
+                *(m.astype(np.float64) for m in merged[5:8]),
+                merged[8].astype(bool),
+            )
+            self._blocks = [tuple(getattr(self._cache, f) for f in FIELDS)]
+        return self._cache
+
+    def parent_rows(self) -> IntArray:
+        """(rows,) the node id of each row's parent, -1 for roots."""
+        if self._parent_row_cache is None:
+            rows = np.concatenate(self._parent_rows) if self._parent_rows else np.zeros(0, np.int64)
+            for row, parent in self._links.items():
+                rows[row] = parent
+            self._parent_row_cache = rows
+            self._parent_rows = [rows]
+        return self._parent_row_cache
+
+    def trace_back(self, node: int) -> list[int]:
+        """Node ids from `node` back to its root, newest first."""
+        parents = self.parent_rows()
+        path = [node]
+        while parents[path[-1]] >= 0:
+            path.append(int(parents[path[-1]]))
+        return path
+
+    def best_path(self, obj: int) -> dict[int, int]:
+        """Frame -> node of `obj`'s final answer: slot 0 of its last frame, traced back."""
+        cols = self.columns()
+        mask = (cols.object == obj) & cols.kept & (cols.slot == 0)
+        if not mask.any():
+            raise TreememError(f"the tree has no kept node for object {obj}")
+        rows = np.flatnonzero(mask)
+        last = int(rows[np.argmax(cols.frame[rows])])
+        return {int(cols.frame[n]): n for n in self.trace_back(last)}
+
+    # --- JSON lines -------------------------------------------------------------------------
+
+    def _rows_as_json(self, start: int) -> Iterator[str]:
+        cols = self.columns()
+        ints = [getattr(cols, f)[start:].tolist() for f in _INT_FIELDS]
+        floats = [cols.score[start:].tolist(), cols.iou[start:].tolist(), cols.occlusion[start:].tolist()]
+        kept = cols.kept[start:].tolist()
+        for i in range(len(kept)):
+            values: list[Any] = [c[i] for c in ints] + [c[i] for c in floats] + [kept[i]]
+            yield json.dumps(dict(zip(FIELDS, values, strict=True)), allow_nan=True)
+
+    def write_new_rows(self, stream: IO[str]) -> int:
+        """Write the rows not yet written to `stream` (one JSON object per line)."""
+        count = 0
+        for line in self._rows_as_json(self._written):
+            stream.write(line + "\n")
+            count += 1
+        self._written += count
+        return count
+
+    def save_jsonl(self, path: Path) -> None:
+        with open(path, "w", encoding="utf-8") as stream:
+            for line in self._rows_as_json(0):
+                stream.write(line + "\n")
+
+    @classmethod
+    def load_jsonl(cls, path: Path) -> TreeRecord:
+        rows = []
+        with open(path, encoding="utf-8") as stream:
+            for number, line in enumerate(stream, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    rows.append(tuple(row[f] for f in FIELDS))
+                except (json.JSONDecodeError, KeyError, TypeError) as error:
+                    raise TreememError(f"{path}:{number}: not a tree record row ({error})") from None
+        return cls.from_rows(rows)
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[Any, ...]]) -> TreeRecord:
+        record = cls()
+        if not rows:
+            return record
+        columns = list(zip(*rows, strict=True))
+        arrays = [np.asarray(c, dtype=np.int64) for c in columns[:5]]
+        arrays += [np.asarray(c, dtype=np.float64) for c in columns[5:8]]
+        arrays.append(np.asarray(columns[8], dtype=bool))
+        obj, frame, slot, parent = arrays[0], arrays[1], arrays[2], arrays[3]
+        kept = arrays[8]
+        node_at = {
+            (int(o), int(f), int(s)): i
+            for i, (o, f, s, k) in enumerate(zip(obj, frame, slot, kept, strict=True))
+            if k
+        }
+        parent_row = np.array(
+            [
+                node_at.get((int(o), int(f) - 1, int(p)), -1) if p >= 0 else -1
+                for o, f, p in zip(obj, frame, parent, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        record._blocks = [tuple(arrays)]
+        record._parent_rows = [parent_row]
+        record._rows = len(rows)
+        record._written = len(rows)
+        return record
+
+    def to_networkx(self) -> nx.DiGraph:
+        """A DiGraph with one node per row (id = row number, the fields as attributes) and
+        an edge from each row's parent node."""
+        import networkx as nx
+
+        cols = self.columns()
+        graph = nx.DiGraph()
+        data = {f: getattr(cols, f).tolist() for f in FIELDS}
+        graph.add_nodes_from(
+            (i, {f: data[f][i] for f in FIELDS}) for i in range(len(cols))
+        )
+        parents = self.parent_rows().tolist()
+        graph.add_edges_from((p, i) for i, p in enumerate(parents) if p >= 0)
+        return graph

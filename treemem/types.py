@@ -1,0 +1,191 @@
+"""Frozen records that cross the engine / strategy / backend boundaries.
+
+The engine never inspects masks or features: it passes node ids and these small records.
+Arrays are numpy; shapes are given in each docstring (N = pathway rows in one call, K =
+candidates per pathway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class TreememError(Exception):
+    """Base of every error treemem raises on purpose; the CLI prints it as one line, exit 2."""
+
+
+class InputError(TreememError):
+    """The user's input (video, mask, prompt, option) cannot be used as given."""
+
+
+class ConfigError(TreememError):
+    """A strategy set, parameter or backend configuration is invalid."""
+
+
+class MemoryContractError(TreememError):
+    """A memory-selection strategy asked for memory the engine had already released."""
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    """One committed frame of a pathway, as memory selection sees it.
+
+    `iou` is the predicted IoU of the kept candidate and `occlusion` the occlusion logit stored
+    with it (the parent's, which is what the memory encoder used). Prompt frames carry
+    `conditioning=True`.
+    """
+
+    node: int
+    frame: int
+    iou: float
+    occlusion: float
+    conditioning: bool = False
+
+
+@dataclass(frozen=True)
+class MemoryRef:
+    """One memory entry a pathway reads, with its temporal position and key weight.
+
+    Spatial position 0 means "conditioning frame" (SAM 2's t_pos 0); 1.. are distances (frame
+    gap or rank). Pointer positions are signed frame distances or ranks, normalised by the
+    backend exactly as SAM 2 does.
+    """
+
+    node: int
+    position: int
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What one pathway reads at one frame: spatial memories and object pointers, in order."""
+
+    spatial: tuple[MemoryRef, ...]
+    pointers: tuple[MemoryRef, ...]
+
+    def nodes(self) -> frozenset[int]:
+        return frozenset(ref.node for ref in self.spatial + self.pointers)
+
+
+@dataclass(frozen=True)
+class MemoryHistory:
+    """The part of a pathway's ancestry that its memory selection may still read.
+
+    `conditioning` holds the prompt frames; `recent` holds what the strategy chose to keep of
+    the non-conditioning ancestry, oldest first. Everything not referenced here is released
+    by the engine, which is what bounds live memory in video length.
+    """
+
+    conditioning: tuple[MemoryEntry, ...]
+    recent: tuple[MemoryEntry, ...] = ()
+
+    def nodes(self) -> frozenset[int]:
+        return frozenset(entry.node for entry in self.conditioning + self.recent)
+
+
+@dataclass(frozen=True)
+class PathwayQuery:
+    """One row of a batched `propose` call: an object's pathway and the memory it reads."""
+
+    obj: int
+    plan: MemoryPlan
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """The backend's answer for N pathway rows: K candidates each.
+
+    iou: (N, K) predicted IoU of each candidate; occlusion: (N,) occlusion logit of each row
+    (o > 0: object present). Candidate masks stay on the backend, addressed by (row, k).
+    """
+
+    iou: Float32Array
+    occlusion: Float32Array
+
+    def __post_init__(self) -> None:
+        if self.iou.ndim != 2 or self.occlusion.shape != (self.iou.shape[0],):
+            raise ValueError(
+                f"proposals need iou (N, K) and occlusion (N,), got {self.iou.shape} and "
+                f"{self.occlusion.shape}"
+            )
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Keep candidate `candidate` of proposal row `row` as tree node `node`.
+
+    `parent` is the node the row's pathway stood on, so a backend can recognise identical
+    children (same parent content, same candidate) and compute their memory once.
+    """
+
+    node: int
+    row: int
+    candidate: int
+    parent: int
+
+
+PromptKind = Literal["mask", "box", "points"]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A user prompt for one object on one frame.
+
+    mask: (H, W) bool at video resolution; box: (x0, y0, x1, y1) in pixels; points: (M, 2)
+    xy pixels with labels (M,) 1 = positive, 0 = negative.
+    """
+
+    obj: int
+    frame: int
+    mask: BoolArray | None = None
+    box: tuple[float, float, float, float] | None = None
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+
+    @property
+    def kind(self) -> PromptKind:
+        if self.mask is not None:
+            return "mask"
+        if self.box is not None:
+            return "box"
+        return "points"
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    """What a backend reports for a prompted (conditioning) frame of one object."""
+
+    iou: float
+    occlusion: float
+
+
+@dataclass(frozen=True)
+class FrameDecision:
+    """Frame `frame` of object `obj` is final: its mask is node `node`'s mask.
+
+    `forced` is True when the online `max_lag` rule decided before the pathways agreed.
+    """
+
+    obj: int
+    frame: int
+    node: int
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Counts a run reports at the end (also what the CLI prints)."""
+
+    frames: int
+    objects: int
+    decisions: tuple[FrameDecision, ...] = field(default=(), repr=False)
+    lags: tuple[int, ...] = field(default=(), repr=False)

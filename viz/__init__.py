@@ -1,0 +1,1 @@
+"""Figures: the pathway tree and mask overlays."""
