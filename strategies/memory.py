@@ -45,6 +45,10 @@ class RecentFrames:
         )
         return RecalledMemory(cond_spatial + spatial, cond_pointers + pointers)
 
+    def restart(self, history: MemoryHistory) -> MemoryHistory:
+        """SAM 2 keeps reading the frames tracked before a new prompt."""
+        return history
+
 
 @dataclass(frozen=True)
 class ObjectAwareFrames:
@@ -82,3 +86,7 @@ class ObjectAwareFrames:
         n_pointers = min(self.pointer_frames, len(recent) - 1)
         pointers = tuple((recent[-rank], rank) for rank in range(1, n_pointers + 1))
         return RecalledMemory(cond_spatial + spatial, cond_pointers + pointers)
+
+    def restart(self, history: MemoryHistory) -> MemoryHistory:
+        """A prompt restarts the tree: only frames after it are selected, as at a first prompt."""
+        return MemoryHistory(history.conditioning)

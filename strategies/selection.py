@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from treemem.strategy import CandidateTable
-from treemem.types import FloatArray, Float32Array, IntArray
+from treemem.types import Float32Array, FloatArray, IntArray
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,12 @@ class DistinctRoundedIou:
 @dataclass(frozen=True)
 class CloneStart:
     """SAM2Long's start: one greedy step (argmax IoU, first on ties) cloned into every slot,
-    each with cumulative score 0, so the pathways stay identical until an uncertain frame."""
+    each with cumulative score 0, so the pathways stay identical until an uncertain frame.
+    Keeps nothing when no IoU is finite (the engine reports the frame as unusable)."""
 
     def __call__(self, iou: Float32Array, capacity: int) -> tuple[IntArray, FloatArray]:
+        if not np.isfinite(iou).any():
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         finite = np.where(np.isfinite(iou), iou, -np.inf)
         best = int(np.argmax(finite))
         return np.full(capacity, best, dtype=np.int64), np.zeros(capacity, dtype=np.float64)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from treemem.types import TreememError
 
-COMMANDS = ("strategies",)
+COMMANDS = ("strategies", "run", "demo", "eval", "bench", "tree", "overlay")
 
 
 def build_parser() -> argparse.ArgumentParser:

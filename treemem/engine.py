@@ -44,6 +44,8 @@ class Beam:
     nodes: list[int]
     scores: FloatArray
     histories: list[MemoryHistory]
+    slots: list[int]
+    """The slot each pathway's node was recorded in (pathways may share a node)."""
     started: bool = False
 
 
@@ -155,27 +157,46 @@ class Engine:
             kept, kept_scores = strategy.start(iou[0], capacity)
         if kept.size == 0:
             raise TreememError(f"object {obj}, frame {frame}: the backend gave no usable candidate")
-        parents, candidates = kept // k, kept % k
-        first_row = self._record(obj, frame, beam, score, iou, occlusion, kept, kept_scores)
-        nodes = [first_row + r for r in range(kept.size)]
+        # A candidate kept for several pathways (the clone start) is one node they share.
+        distinct, first_index, pathway_node = np.unique(kept, return_index=True, return_inverse=True)
+        order = np.argsort(first_index)
+        distinct = distinct[order]
+        rank_of = np.empty_like(order)
+        rank_of[order] = np.arange(order.size)
+        pathway_slot = rank_of[pathway_node]
+        first_row = self._record(
+            obj, frame, beam, score, iou, occlusion, distinct, kept_scores[first_index[order]]
+        )
         commits, histories = [], []
-        for node, parent, candidate in zip(nodes, parents.tolist(), candidates.tolist(), strict=True):
-            commits.append(Commit(node, row0 + parent, candidate, beam.nodes[parent]))
-            entry = MemoryEntry(node, frame, float(iou[parent, candidate]), float(occlusion[parent]))
+        for slot, flat in enumerate(distinct.tolist()):
+            parent, candidate = divmod(flat, k)
+            commits.append(Commit(first_row + slot, row0 + parent, candidate, beam.nodes[parent]))
+            entry = MemoryEntry(
+                first_row + slot, frame, float(iou[parent, candidate]), float(occlusion[parent])
+            )
             histories.append(strategy.memory.extend(beam.histories[parent], entry))
-        new_beam = Beam(frame, nodes, np.asarray(kept_scores, np.float64), histories, started=True)
+        new_beam = Beam(
+            frame,
+            [first_row + int(s) for s in pathway_slot],
+            np.asarray(kept_scores, np.float64),
+            [histories[int(s)] for s in pathway_slot],
+            slots=[int(s) for s in pathway_slot],
+            started=True,
+        )
         return _Step(obj, new_beam, commits)
 
     def _reject_non_finite(
         self, obj: int, frame: int, iou: Float32Array, occlusion: Float32Array
     ) -> tuple[Float32Array, Float32Array]:
-        """A NaN or inf from the backend disqualifies that candidate (or that whole row)."""
+        """A NaN or inf from the backend disqualifies that candidate (or that whole row); a
+        rejected row's occlusion logit becomes 0, so it cannot make the frame certain."""
         bad = ~np.isfinite(iou) | ~np.isfinite(occlusion)[:, None]
         if not bad.any():
             return iou, occlusion
         self.rejected += int(bad.sum())
         log.warning("object %d, frame %d: rejected %d non-finite candidates", obj, frame, bad.sum())
-        return np.where(bad, np.nan, iou).astype(np.float32), np.nan_to_num(occlusion, nan=0.0)
+        usable = np.where(np.isfinite(occlusion), occlusion, 0.0).astype(np.float32)
+        return np.where(bad, np.nan, iou).astype(np.float32), usable
 
     def _record(
         self,
@@ -188,7 +209,9 @@ class Engine:
         kept: IntArray,
         kept_scores: FloatArray,
     ) -> int:
-        """Append kept rows (slot order) then pruned candidates; returns the first node id."""
+        """Append kept rows (slot order) then pruned candidates; returns the first node id.
+
+        `parent` is the slot the parent node was recorded in at the previous frame."""
         n, k = iou.shape
         pruned = np.setdiff1d(np.arange(n * k), kept)
         flat = np.concatenate([kept, pruned])
@@ -197,7 +220,7 @@ class Engine:
             obj=obj,
             frame=frame,
             slot=np.concatenate([np.arange(kept.size), np.full(pruned.size, -1)]),
-            parent=parents,
+            parent=np.asarray(beam.slots, dtype=np.int64)[parents],
             candidate=flat % k,
             score=np.concatenate([kept_scores, score.ravel()[pruned]]),
             iou=iou.ravel()[flat].astype(np.float64),
@@ -209,12 +232,12 @@ class Engine:
     def _advance(self, step: _Step) -> None:
         """Swap in the new survivors; the lineage frees what no pathway can reach any more."""
         old = self.beams[step.obj]
-        for node, commit in zip(step.beam.nodes, step.commits, strict=True):
+        for commit in step.commits:
             content = self.lineage.content_of(commit.parent, commit.candidate)
-            self.lineage.add(node, step.obj, step.beam.frame, commit.parent, content)
+            self.lineage.add(commit.node, step.obj, step.beam.frame, commit.parent, content)
         for history in step.beam.histories:
             self.lineage.hold(e.node for e in history.recent)
-        self.lineage.retire(old.nodes)
+        self.lineage.retire(set(old.nodes))
         for history in old.histories:
             self.lineage.unhold(e.node for e in history.recent)
         self.beams[step.obj] = step.beam
@@ -260,17 +283,24 @@ class Engine:
         return out
 
     def _restart(self, obj: int, frame: int, node: int) -> None:
-        """A prompt on this frame (re)starts the object's tree from the prompted mask."""
+        """A prompt on this frame (re)starts the object's tree from the prompted mask; the
+        memory strategy decides what of the best pathway's past it keeps reading."""
         old = self.beams.get(obj)
-        parent = old.nodes[0] if old is not None and old.nodes else -1
-        if parent >= 0:
-            self.record.link(node, parent)
-        self.lineage.add(node, obj, frame, parent, self.lineage.new_content(), pinned=True)
+        history = MemoryHistory(self._conditioning[obj])
+        parent = -1
         if old is not None:
-            self.lineage.retire(old.nodes)
-            for history in old.histories:
-                self.lineage.unhold(e.node for e in history.recent)
-        self.beams[obj] = Beam(frame, [node], np.zeros(1), [MemoryHistory(self._conditioning[obj])])
+            parent = old.nodes[0]
+            self.record.link(node, parent)
+            history = self.strategy.memory.restart(
+                MemoryHistory(self._conditioning[obj], old.histories[0].recent)
+            )
+        self.lineage.add(node, obj, frame, parent, self.lineage.new_content(), pinned=True)
+        self.lineage.hold(e.node for e in history.recent)
+        if old is not None:
+            self.lineage.retire(set(old.nodes))
+            for old_history in old.histories:
+                self.lineage.unhold(e.node for e in old_history.recent)
+        self.beams[obj] = Beam(frame, [node], np.zeros(1), [history], slots=[0])
 
     # --- decisions ------------------------------------------------------------------------------
 

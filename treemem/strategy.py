@@ -97,6 +97,11 @@ class MemorySelection(Protocol):
 
     def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory: ...
 
+    def restart(self, history: MemoryHistory) -> MemoryHistory:
+        """The history a re-prompted object continues from (`history` is its best
+        pathway's, with the prompt already among the conditioning entries)."""
+        ...
+
 
 class MemoryWeighting(Protocol):
     """Attach a key weight to every recalled entry (attention modulation)."""

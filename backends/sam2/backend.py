@@ -1,0 +1,488 @@
+"""The SAM 2 backend: one image-encoder pass per frame, every pathway batched.
+
+Per frame, `propose` groups the distinct memory plans (identical pathways, such as SAM2Long's
+clones, are computed once) by memory layout, and runs memory attention and the mask decoder
+for each group as one batch. `commit` encodes the kept candidates' memories in one batch;
+identical children (same plan, same candidate, or any candidate of an absent object) share
+one memory. Stored memories live until the engine releases their nodes.
+
+Bit-exactness with sam2's own predictor is a design constraint: memory features are stored in
+bfloat16 as sam2 stores them, the pieces sam2 computes one row at a time (object pointers, the
+pointer position encoding) are computed one row at a time here too, because a matrix product
+of one row takes a different kernel than a batch of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sam2.modeling.sam2_base import NO_OBJ_SCORE
+from sam2.modeling.sam2_utils import get_1d_sine_pe
+
+from treemem.backends.sam2.attention import weighted_memory_attention
+from treemem.types import (
+    BoolArray,
+    Commit,
+    InputError,
+    MemoryContractError,
+    MemoryPlan,
+    PathwayQuery,
+    Prompt,
+    PromptResult,
+    Proposals,
+)
+
+FrameReader = Callable[[int], np.ndarray]
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    """The image encoder's output for one frame (batch 1), flattened as sam2 does."""
+
+    frame: int
+    vision_feats: list[torch.Tensor]  # per level (HW, 1, C)
+    vision_pos: list[torch.Tensor]
+    feat_sizes: list[tuple[int, int]]
+
+    @property
+    def high_res(self) -> list[torch.Tensor]:
+        return [
+            x.permute(1, 2, 0).view(x.size(1), x.size(2), *size)
+            for x, size in zip(self.vision_feats[:-1], self.feat_sizes[:-1], strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class StoredMemory:
+    """One committed candidate: what later frames read, and its mask for output."""
+
+    features: torch.Tensor  # (1, C_mem, H, W) bfloat16
+    pointer: torch.Tensor  # (1, C)
+    low_res_mask: torch.Tensor  # (1, 1, h, w) logits
+    content: int
+
+
+@dataclass
+class _Pending:
+    """`propose`'s outputs kept until `commit` picks the survivors."""
+
+    features: FrameFeatures
+    row_to_unique: list[int]
+    low_res: torch.Tensor  # (U, K, h, w)
+    tokens: torch.Tensor  # (U, K, C)
+    occlusion: torch.Tensor  # (U, 1)
+    signatures: list[tuple[Any, ...]]
+
+
+class Sam2Backend:
+    """A sam2 `SAM2Base` model driven by treemem's engine (see module docstring)."""
+
+    num_candidates = 3
+
+    def __init__(
+        self,
+        model: Any,
+        read_frame: FrameReader,
+        num_frames: int,
+        frame_size: tuple[int, int],
+        *,
+        offload: bool = False,
+    ) -> None:
+        self.model = model
+        self.read_frame = read_frame
+        self._num_frames = num_frames
+        self._frame_size = frame_size
+        self.device = next(model.parameters()).device
+        self.storage = torch.device("cpu") if offload else self.device
+        self._node_content: dict[int, int] = {}
+        self._store: dict[int, StoredMemory] = {}
+        self._content_refs: dict[int, int] = {}
+        self._next_content = 0
+        self._maskmem_pos: torch.Tensor | None = None
+        self._pointer_pos_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._last: FrameFeatures | None = None
+        self._pending: _Pending | None = None
+        self.distinct_rows: list[int] = []
+
+    @property
+    def num_frames(self) -> int:
+        return self._num_frames
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return self._frame_size
+
+    # --- frames --------------------------------------------------------------------------------
+
+    def _image(self, frame: int) -> torch.Tensor:
+        """sam2's preprocessing: PIL resize to a square, /255, normalise (float32)."""
+        from PIL import Image
+
+        rgb = self.read_frame(frame)
+        if rgb.shape[:2] != self._frame_size:
+            raise InputError(
+                f"frame {frame} is {rgb.shape[1]}x{rgb.shape[0]}, the video is "
+                f"{self._frame_size[1]}x{self._frame_size[0]}: all frames must have one size"
+            )
+        size = self.model.image_size
+        resized = np.array(Image.fromarray(rgb).convert("RGB").resize((size, size))) / 255.0
+        image = torch.from_numpy(resized).permute(2, 0, 1).to(torch.float32)
+        mean = torch.tensor(IMAGE_MEAN, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(IMAGE_STD, dtype=torch.float32)[:, None, None]
+        image -= mean
+        image /= std
+        return image.to(self.device)[None]
+
+    @torch.inference_mode()
+    def encode(self, frame: int) -> FrameFeatures:
+        if self._last is not None and self._last.frame == frame:
+            return self._last
+        backbone = self.model.forward_image(self._image(frame))
+        _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
+        self._last = FrameFeatures(frame, feats, pos, sizes)
+        return self._last
+
+    # --- prompts -------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
+        assert isinstance(features, FrameFeatures)
+        model = self.model
+        mask_inputs, point_inputs = None, None
+        height, width = self._frame_size
+        if prompt.mask is not None:
+            if prompt.mask.shape != (height, width):
+                raise InputError(
+                    f"mask for object {prompt.obj} is {prompt.mask.shape[1]}x{prompt.mask.shape[0]},"
+                    f" the video is {width}x{height}: give a mask of the video's size"
+                )
+            mask = torch.tensor(prompt.mask, dtype=torch.bool)[None, None].float().to(self.device)
+            size = model.image_size
+            if mask.shape[-2:] != (size, size):
+                mask = F.interpolate(
+                    mask, size=(size, size), align_corners=False, mode="bilinear", antialias=True
+                )
+                mask = (mask >= 0.5).float()
+            mask_inputs = mask
+        else:
+            point_inputs = self._point_inputs(prompt)
+        out = model.track_step(
+            frame_idx=features.frame,
+            is_init_cond_frame=True,
+            current_vision_feats=features.vision_feats,
+            current_vision_pos_embeds=features.vision_pos,
+            feat_sizes=features.feat_sizes,
+            point_inputs=point_inputs,
+            mask_inputs=mask_inputs,
+            output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+            num_frames=self._num_frames,
+            run_mem_encoder=False,
+        )
+        occlusion = out["object_score_logits"]
+        high_res = F.interpolate(
+            out["pred_masks"], size=(model.image_size,) * 2, mode="bilinear", align_corners=False
+        )
+        memory, pos = model._encode_new_memory(
+            current_vision_feats=features.vision_feats,
+            feat_sizes=features.feat_sizes,
+            pred_masks_high_res=high_res,
+            object_score_logits=occlusion,
+            is_mask_from_pts=True,
+        )
+        self._remember_pos(pos)
+        content = self._new_content()
+        self._store[content] = StoredMemory(
+            memory.to(torch.bfloat16).to(self.storage),
+            out["obj_ptr"],
+            out["pred_masks"].to(self.storage),
+            content,
+        )
+        self._hold(node, content)
+        iou = 1.0 if prompt.mask is not None else float(self._prompt_iou(out))
+        return PromptResult(iou=iou, occlusion=float(occlusion.item()))
+
+    def _prompt_iou(self, out: dict[str, Any]) -> float:
+        return 1.0  # sam2's track_step does not return the chosen IoU for clicks
+
+    def _point_inputs(self, prompt: Prompt) -> dict[str, torch.Tensor]:
+        height, width = self._frame_size
+        points: list[tuple[float, float]] = []
+        labels: list[int] = []
+        if prompt.box is not None:
+            x0, y0, x1, y1 = prompt.box
+            points += [(x0, y0), (x1, y1)]
+            labels += [2, 3]
+        points += list(prompt.points)
+        labels += list(prompt.labels)
+        if not points:
+            raise InputError(f"prompt for object {prompt.obj} has no mask, box or points")
+        coords = torch.tensor(points, dtype=torch.float32)
+        for x, y in points:
+            if not (0 <= x <= width and 0 <= y <= height):
+                raise InputError(
+                    f"point ({x}, {y}) of object {prompt.obj} is outside the {width}x{height} frame"
+                )
+        scale = torch.tensor([width, height], dtype=torch.float32)
+        coords = coords / scale * self.model.image_size
+        return {
+            "point_coords": coords[None].to(self.device),
+            "point_labels": torch.tensor(labels, dtype=torch.int32)[None].to(self.device),
+        }
+
+    # --- tracking ------------------------------------------------------------------------------
+
+    def _memory(self, node: int) -> StoredMemory:
+        content = self._node_content.get(node)
+        memory = None if content is None else self._store.get(content)
+        if memory is None:
+            raise MemoryContractError(
+                f"memory of node {node} was released or never stored: the memory-selection "
+                "strategy read an entry it did not keep in its history"
+            )
+        return memory
+
+    def _signature(self, plan: MemoryPlan) -> tuple[Any, ...]:
+        spatial = tuple((self._memory(r.node).content, r.position, r.weight) for r in plan.spatial)
+        pointers = tuple((self._memory(r.node).content, r.position, r.weight) for r in plan.pointers)
+        return (spatial, pointers)
+
+    @torch.inference_mode()
+    def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
+        assert isinstance(features, FrameFeatures)
+        signatures: list[tuple[Any, ...]] = []
+        plans: list[MemoryPlan] = []
+        index: dict[tuple[Any, ...], int] = {}
+        row_to_unique = []
+        for query in queries:
+            signature = self._signature(query.plan)
+            if signature not in index:
+                index[signature] = len(signatures)
+                signatures.append(signature)
+                plans.append(query.plan)
+            row_to_unique.append(index[signature])
+        self.distinct_rows.append(len(plans))
+        groups: dict[tuple[int, int], list[int]] = {}
+        for u, plan in enumerate(plans):
+            groups.setdefault((len(plan.spatial), len(plan.pointers)), []).append(u)
+        low_res: list[torch.Tensor | None] = [None] * len(plans)
+        ious: list[torch.Tensor | None] = [None] * len(plans)
+        tokens: list[torch.Tensor | None] = [None] * len(plans)
+        occlusion: list[torch.Tensor | None] = [None] * len(plans)
+        for members in groups.values():
+            out = self._track([plans[u] for u in members], features)
+            for i, u in enumerate(members):
+                low_res[u], ious[u] = out[0][i : i + 1], out[1][i : i + 1]
+                tokens[u], occlusion[u] = out[2][i : i + 1], out[3][i : i + 1]
+        self._pending = _Pending(
+            features,
+            row_to_unique,
+            torch.cat([t for t in low_res if t is not None]),
+            torch.cat([t for t in tokens if t is not None]),
+            torch.cat([t for t in occlusion if t is not None]),
+            signatures,
+        )
+        unique_iou = torch.cat([t for t in ious if t is not None]).float().cpu().numpy()
+        unique_occ = self._pending.occlusion[:, 0].float().cpu().numpy()
+        rows = np.asarray(row_to_unique)
+        return Proposals(unique_iou[rows].astype(np.float32), unique_occ[rows].astype(np.float32))
+
+    def _track(
+        self, plans: list[MemoryPlan], features: FrameFeatures
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Memory attention + mask decoder for plans of one layout, as one batch."""
+        model = self.model
+        batch = len(plans)
+        memory, memory_pos, weight, num_pointer_tokens = self._assemble(plans)
+        current = features.vision_feats[-1].expand(-1, batch, -1)
+        current_pos = features.vision_pos[-1].expand(-1, batch, -1)
+        conditioned = weighted_memory_attention(
+            model.memory_attention, current, current_pos, memory, memory_pos, num_pointer_tokens, weight
+        )
+        height, width = features.feat_sizes[-1]
+        pix_feat = conditioned.permute(1, 2, 0).view(batch, model.hidden_dim, height, width)
+        high_res = [x.expand(batch, -1, -1, -1) for x in features.high_res]
+        coords = torch.zeros(batch, 1, 2, device=self.device)
+        labels = -torch.ones(batch, 1, dtype=torch.int32, device=self.device)
+        sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        low_res, ious, tokens, occlusion = model.sam_mask_decoder(
+            image_embeddings=pix_feat,
+            image_pe=model.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            repeat_image=False,
+            high_res_features=high_res,
+        )
+        if model.pred_obj_scores:
+            low_res = torch.where((occlusion > 0)[:, None, None], low_res, NO_OBJ_SCORE)
+        return low_res.float(), ious, tokens, occlusion
+
+    def _assemble(
+        self, plans: list[MemoryPlan]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+        """Memory tokens (M, B, C_mem), their positional encodings, key weights (M, B, 1)
+        or None when every weight is 1, and the number of pointer tokens."""
+        model = self.model
+        assert self._maskmem_pos is not None
+        columns, positions, weights = [], [], []
+        num_pointer_tokens = 0
+        for plan in plans:
+            feats, pos, weight = [], [], []
+            for ref in plan.spatial:
+                stored = self._memory(ref.node).features.to(self.device)
+                tokens = stored.flatten(2).permute(2, 0, 1).float()
+                feats.append(tokens)
+                pos.append(self._maskmem_pos + model.maskmem_tpos_enc[self._tpos_index(ref.position)])
+                weight.append(torch.full((tokens.shape[0],), ref.weight))
+            if plan.pointers:
+                pointers = torch.stack([self._memory(r.node).pointer for r in plan.pointers], dim=0)
+                pointer_pos = self._pointer_positions(tuple(r.position for r in plan.pointers))
+                split = model.hidden_dim // model.mem_dim
+                if split > 1:
+                    pointers = pointers.reshape(-1, 1, split, model.mem_dim)
+                    pointers = pointers.permute(0, 2, 1, 3).flatten(0, 1)
+                    pointer_pos = pointer_pos.repeat_interleave(split, dim=0)
+                feats.append(pointers)
+                pos.append(pointer_pos)
+                weight.append(torch.tensor([r.weight for r in plan.pointers]).repeat_interleave(split))
+                num_pointer_tokens = pointers.shape[0]
+            columns.append(torch.cat(feats, dim=0))
+            positions.append(torch.cat(pos, dim=0))
+            weights.append(torch.cat(weight))
+        memory = torch.cat(columns, dim=1)
+        memory_pos = torch.cat(positions, dim=1)
+        all_weights = torch.stack(weights, dim=1)
+        if bool((all_weights == 1.0).all()):
+            return memory, memory_pos, None, num_pointer_tokens
+        key_weight = all_weights.to(device=self.device, dtype=memory.dtype)[..., None]
+        return memory, memory_pos, key_weight, num_pointer_tokens
+
+    def _tpos_index(self, position: int) -> int:
+        slots = self.model.num_maskmem
+        if not 0 <= position < slots:
+            raise MemoryContractError(
+                f"spatial memory position {position} is outside SAM 2's 0..{slots - 1}"
+            )
+        return slots - 1 if position == 0 else position - 1
+
+    def _pointer_positions(self, positions: tuple[int, ...]) -> torch.Tensor:
+        """(n, 1, C_mem) pointer position encodings, computed exactly as sam2 does."""
+        cached = self._pointer_pos_cache.get(positions)
+        if cached is not None:
+            return cached
+        model = self.model
+        if model.add_tpos_enc_to_obj_ptrs:
+            t_diff_max = min(self._num_frames, model.max_obj_ptrs_in_encoder) - 1
+            dim = model.hidden_dim if model.proj_tpos_enc_in_obj_ptrs else model.mem_dim
+            encoded = get_1d_sine_pe(torch.tensor(positions, device=self.device) / t_diff_max, dim=dim)
+            encoded = model.obj_ptr_tpos_proj(encoded).unsqueeze(1)
+        else:
+            encoded = torch.zeros(len(positions), 1, model.mem_dim, device=self.device)
+        self._pointer_pos_cache[positions] = encoded
+        return encoded
+
+    def _remember_pos(self, pos: list[torch.Tensor]) -> None:
+        if self._maskmem_pos is None:
+            self._maskmem_pos = pos[-1][0:1].flatten(2).permute(2, 0, 1).clone()
+
+    @torch.inference_mode()
+    def commit(self, features: object, commits: Sequence[Commit]) -> None:
+        if not commits:
+            return
+        pending = self._pending
+        assert pending is not None and isinstance(features, FrameFeatures)
+        model = self.model
+        # Every candidate of an absent object is the same empty mask and no-object pointer.
+        absent_alias = bool(model.pred_obj_scores and model.fixed_no_obj_ptr)
+        contents: dict[tuple[int, int], int] = {}
+        work: list[tuple[int, int, int]] = []
+        for commit in commits:
+            unique = pending.row_to_unique[commit.row]
+            present = bool(pending.occlusion[unique, 0] > 0)
+            key = (unique, commit.candidate if present or not absent_alias else -1)
+            if key not in contents:
+                contents[key] = self._new_content()
+                work.append((contents[key], unique, commit.candidate))
+            self._hold(commit.node, contents[key])
+        self._store.update(self._encode(features, pending, work))
+
+    def _new_content(self) -> int:
+        self._next_content += 1
+        return self._next_content
+
+    def _hold(self, node: int, content: int) -> None:
+        self._node_content[node] = content
+        self._content_refs[content] = self._content_refs.get(content, 0) + 1
+
+    def _encode(
+        self, features: FrameFeatures, pending: _Pending, work: list[tuple[int, int, int]]
+    ) -> dict[int, StoredMemory]:
+        """Memory encoder for the new contents, one batch; pointers one row at a time."""
+        if not work:
+            return {}
+        model = self.model
+        uniques = torch.tensor([u for _, u, _ in work])
+        candidates = torch.tensor([k for _, _, k in work])
+        low_res = pending.low_res[uniques, candidates][:, None]
+        occlusion = pending.occlusion[uniques]
+        high_res = F.interpolate(
+            low_res, size=(model.image_size,) * 2, mode="bilinear", align_corners=False
+        )
+        batch = len(work)
+        current = [x.expand(-1, batch, -1) for x in features.vision_feats]
+        memory, pos = model._encode_new_memory(
+            current_vision_feats=current,
+            feat_sizes=features.feat_sizes,
+            pred_masks_high_res=high_res,
+            object_score_logits=occlusion,
+            is_mask_from_pts=False,
+        )
+        self._remember_pos(pos)
+        memory = memory.to(torch.bfloat16).to(self.storage)
+        out = {}
+        for i, (content, unique, candidate) in enumerate(work):
+            pointer = model.obj_ptr_proj(pending.tokens[unique, candidate][None])
+            if model.pred_obj_scores:
+                present = (pending.occlusion[unique : unique + 1] > 0).float()
+                if model.fixed_no_obj_ptr:
+                    pointer = present * pointer
+                pointer = pointer + (1 - present) * model.no_obj_ptr
+            out[content] = StoredMemory(
+                memory[i : i + 1], pointer, low_res[i : i + 1].to(self.storage), content
+            )
+        return out
+
+    # --- output and release --------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def mask(self, node: int) -> BoolArray:
+        low_res = self._memory(node).low_res_mask.to(self.device)
+        full = F.interpolate(low_res, size=self._frame_size, mode="bilinear", align_corners=False)
+        result: BoolArray = (full[0, 0] > 0.0).cpu().numpy()
+        return result
+
+    def logits(self, node: int) -> torch.Tensor:
+        """The node's low-resolution mask logits (1, 1, h, w), for tests and overlays."""
+        return self._memory(node).low_res_mask
+
+    def release(self, nodes: Iterable[int]) -> None:
+        for node in nodes:
+            content = self._node_content.pop(node, None)
+            if content is None:
+                continue
+            self._content_refs[content] -= 1
+            if self._content_refs[content] == 0:
+                del self._content_refs[content]
+                del self._store[content]
+
+    @property
+    def stored_memories(self) -> int:
+        """Distinct encoded memories held now (identical pathways share one)."""
+        return len(self._store)

@@ -1,0 +1,116 @@
+"""Building SAM 2 / SAM 2.1 models from a user's checkpoint (never a download).
+
+The config comes from the checkpoint's file name (`sam2.1_hiera_large.pt` ->
+`configs/sam2.1/sam2.1_hiera_l.yaml`) or from `--config`. Models are built through sam2's own
+`build_sam2_video_predictor`, so every inference override sam2 applies is applied here too.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from treemem.types import ConfigError, InputError
+
+_SIZES = {"tiny": "t", "t": "t", "small": "s", "s": "s", "base_plus": "b+", "b+": "b+",
+          "base-plus": "b+", "bplus": "b+", "large": "l", "l": "l"}
+
+
+def config_for_checkpoint(checkpoint: Path) -> str:
+    """The sam2 config name a checkpoint file name implies."""
+    name = checkpoint.name.lower()
+    match = re.search(r"sam2(\.1)?_hiera_(tiny|small|base_plus|base-plus|b\+|large|t|s|l)", name)
+    if match is None:
+        raise ConfigError(
+            f"cannot tell the model from the checkpoint name {checkpoint.name!r}: pass --config "
+            "(e.g. configs/sam2.1/sam2.1_hiera_l.yaml)"
+        )
+    version = "sam2.1" if match.group(1) else "sam2"
+    return f"configs/{version}/{version}_hiera_{_SIZES[match.group(2)]}.yaml"
+
+
+def image_size_overrides(image_size: int | None) -> list[str]:
+    """Hydra overrides for a reduced input size (a multiple of 32); RoPE sizes follow."""
+    if image_size is None:
+        return []
+    if image_size % 32 != 0 or image_size < 64:
+        raise ConfigError(f"image size must be a multiple of 32 and >= 64, got {image_size}")
+    side = image_size // 16
+    return [
+        f"++model.image_size={image_size}",
+        f"++model.memory_attention.layer.self_attention.feat_sizes=[{side},{side}]",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{side},{side}]",
+    ]
+
+
+def build_model(
+    config: str, *, device: str = "cpu", image_size: int | None = None
+) -> Any:
+    """A SAM2VideoPredictor (a SAM2Base) with freshly initialised weights, in eval mode."""
+    from sam2.build_sam import build_sam2_video_predictor
+
+    try:
+        model = build_sam2_video_predictor(
+            config, ckpt_path=None, device=device, hydra_overrides_extra=image_size_overrides(image_size)
+        )
+    except Exception as error:  # hydra raises several unrelated types for a bad name
+        if "Cannot find primary config" in str(error) or "MissingConfigException" in type(error).__name__:
+            raise ConfigError(f"unknown sam2 config {config!r}") from None
+        raise
+    model.fill_hole_area = 0
+    return model
+
+
+def load_checkpoint(model: Any, checkpoint: Path, config: str) -> None:
+    """Load sam2's {"model": state_dict} format strictly, with errors a user can act on."""
+    if not checkpoint.exists():
+        raise InputError(f"checkpoint {checkpoint} does not exist: pass the path of a SAM 2 .pt file")
+    if not zipfile.is_zipfile(checkpoint):
+        raise InputError(
+            f"checkpoint {checkpoint} is not a PyTorch file (truncated or wrong file?): "
+            "download it again"
+        )
+    try:
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise InputError(f"checkpoint {checkpoint} cannot be read ({error}): download it again") from None
+    state = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise InputError(f"checkpoint {checkpoint} has no 'model' state dict: not a SAM 2 checkpoint")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise InputError(
+            f"checkpoint {checkpoint.name} does not match config {config} ({first[:160]}): "
+            "pass the matching --config"
+        ) from None
+
+
+def load_model(
+    checkpoint: Path,
+    *,
+    config: str | None = None,
+    device: str | None = None,
+    image_size: int | None = None,
+) -> Any:
+    """Build the model a checkpoint needs and load its weights (CUDA when present)."""
+    config = config or config_for_checkpoint(checkpoint)
+    if not checkpoint.exists():
+        raise InputError(f"checkpoint {checkpoint} does not exist: pass the path of a SAM 2 .pt file")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(config, device="cpu", image_size=image_size)
+    load_checkpoint(model, checkpoint, config)
+    return model.to(device)
+
+
+def build_random_model(
+    config: str = "configs/sam2.1/sam2.1_hiera_t.yaml", *, seed: int = 0, image_size: int | None = 256
+) -> Any:
+    """A seeded random-weight model on the CPU: deterministic, meaningless masks, for tests."""
+    torch.manual_seed(seed)
+    return build_model(config, device="cpu", image_size=image_size)

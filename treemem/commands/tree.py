@@ -1,0 +1,124 @@
+"""`treemem tree`: draw a run's pathway tree (PDF, PNG or SVG) and export it as a graph."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from treemem.tree import TreeRecord
+from treemem.types import InputError
+
+FIGURE_SUFFIXES = (".pdf", ".png", ".svg")
+THUMBNAILS = 8
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "tree",
+        help="draw a run's pathway tree as a figure; export it as GraphML or JSON",
+        description="Draw the pathway tree of one object of a `treemem run` output: time left "
+        "to right, one row per pathway slot, the final pathway highlighted.",
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="a `treemem run` output folder (or its tree.jsonl)")
+    parser.add_argument("--out", type=Path, help="figure to write: .pdf, .png or .svg")
+    parser.add_argument("--object", type=int, dest="obj", metavar="ID",
+                        help="object id to draw (default: the smallest in the tree)")
+    parser.add_argument("--color-by", choices=("iou", "occlusion"), default="iou",
+                        help="node colour: predicted IoU or occlusion logit (default iou)")
+    parser.add_argument("--collapse", action="store_true",
+                        help="merge runs of frames where no pathway branches into one edge")
+    parser.add_argument("--frames", type=frame_window, metavar="A:B",
+                        help="draw only frames A to B (inclusive), e.g. 120:260")
+    parser.add_argument("--thumbnails", type=Path, metavar="VIDEO",
+                        help="add a strip of the chosen masks over frames of VIDEO")
+    parser.add_argument("--delta-conf", type=float, metavar="X",
+                        help="uncertainty threshold on |occlusion logit| (default: the run's "
+                        "delta_conf from run.json, else 2)")
+    parser.add_argument("--graphml", type=Path, metavar="FILE", help="also write GraphML")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write node-link JSON")
+    parser.add_argument("--serif", action="store_true", help="serif fonts (for papers)")
+    parser.add_argument("--width", type=float, default=7.0, help="figure width in inches")
+    parser.add_argument("--dpi", type=int, default=200, help="resolution of a .png (default 200)")
+    parser.set_defaults(handler=run)
+
+
+def frame_window(text: str) -> tuple[int, int]:
+    """'120:260' -> (120, 260)."""
+    first, sep, last = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        window = (int(first), int(last))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected FIRST:LAST frame numbers, got {text!r}"
+        ) from None
+    if window[0] > window[1]:
+        raise argparse.ArgumentTypeError(f"frame window {text} starts after it ends")
+    return window
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out is None and args.graphml is None and args.json is None:
+        raise InputError("nothing to write: give --out FIGURE, --graphml FILE or --json FILE")
+    if args.out is not None and args.out.suffix.lower() not in FIGURE_SUFFIXES:
+        raise InputError(f"--out must end in {', '.join(FIGURE_SUFFIXES)}, got {args.out.name}")
+    viz = importlib.import_module("treemem.viz.tree")
+    run_dir, record = load_tree(args.run_dir)
+    info = run_info(run_dir)
+    delta_conf = args.delta_conf
+    if delta_conf is None:
+        delta_conf = float(info.get("parameters", {}).get("delta_conf", viz.DELTA_CONF))
+    # viz/ installs as treemem.viz; imported by name, as the other optional modules are
+    view = viz.select_tree(record, args.obj, args.frames, args.collapse, delta_conf)
+    if args.out is not None:
+        thumbnails = None
+        if args.thumbnails is not None:
+            overlay = importlib.import_module("treemem.viz.overlay")
+            picks = np.linspace(0, len(view.visible_frames) - 1,
+                                min(THUMBNAILS, len(view.visible_frames)))
+            frames = view.visible_frames[np.unique(picks.round().astype(int))].tolist()
+            thumbnails = overlay.mask_thumbnails(run_dir, args.thumbnails, frames, obj=view.obj)
+        figure = viz.draw_tree(record, view.obj, color_by=args.color_by, collapse=args.collapse,
+                               frames=args.frames, thumbnails=thumbnails, serif=args.serif,
+                               delta_conf=delta_conf, width=args.width)
+        viz.save_figure(figure, args.out, dpi=args.dpi, serif=args.serif)
+        print(f"wrote {args.out} (object {view.obj}, {int(view.kept.sum())} kept and "
+              f"{int((~view.kept).sum())} pruned nodes, {len(view.uncertain_frames)} uncertain "
+              "frames)")
+    if args.graphml is not None or args.json is not None:
+        graph = viz.view_graph(view)
+        if args.graphml is not None:
+            viz.export_graphml(graph, args.graphml)
+            print(f"wrote {args.graphml}")
+        if args.json is not None:
+            viz.export_json(graph, args.json)
+            print(f"wrote {args.json}")
+    return 0
+
+
+def load_tree(path: Path) -> tuple[Path, TreeRecord]:
+    """(the run folder, its tree) from a run folder or a tree.jsonl path."""
+    tree_path = path / "tree.jsonl" if path.is_dir() else path
+    if not tree_path.is_file():
+        raise InputError(f"no tree at {tree_path}: give a `treemem run` output folder")
+    return tree_path.parent, TreeRecord.load_jsonl(tree_path)
+
+
+def run_info(run_dir: Path) -> dict[str, Any]:
+    """run.json of a run folder, {} when it has none (an interrupted run)."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path} is not JSON ({error})") from None
+    return info if isinstance(info, dict) else {}
