@@ -311,8 +311,9 @@ class SyntheticBackend:
         if prompt.box is not None:
             x0, y0, x1, y1 = (round(v) for v in prompt.box)
             inside = regions[:, max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)].sum(axis=(1, 2))
-            return np.asarray(regions[int(np.argmax(inside))].copy() if inside.max() > 0 else
-                              np.zeros((height, width), bool))
+            if inside.max() == 0:
+                return np.zeros((height, width), dtype=bool)
+            return np.asarray(regions[int(np.argmax(inside))].copy())
         mask = np.zeros((height, width), dtype=bool)
         for (x, y), label in zip(prompt.points, prompt.labels, strict=True):
             yi, xi = round(y), round(x)

@@ -8,9 +8,9 @@ from treemem.strategy import RecalledMemory
 from treemem.types import MemoryEntry, MemoryHistory
 
 
-def _conditioning(history: MemoryHistory, frame: int) -> tuple[
-    tuple[tuple[MemoryEntry, int], ...], tuple[tuple[MemoryEntry, int], ...]
-]:
+def _conditioning(
+    history: MemoryHistory, frame: int
+) -> tuple[tuple[tuple[MemoryEntry, int], ...], tuple[tuple[MemoryEntry, int], ...]]:
     """SAM 2's use of prompt frames: every one in spatial memory (position 0), and as
     pointers only those not in the future, at their frame distance."""
     spatial = tuple((entry, 0) for entry in history.conditioning)
@@ -31,12 +31,14 @@ class RecentFrames:
     def extend(self, history: MemoryHistory, entry: MemoryEntry) -> MemoryHistory:
         horizon = entry.frame - max(self.spatial_frames, self.pointer_frames) + 1
         kept = tuple(e for e in history.recent if e.frame >= horizon)
-        return MemoryHistory(history.conditioning, kept + (entry,))
+        return MemoryHistory(history.conditioning, (*kept, entry))
 
     def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory:
         cond_spatial, cond_pointers = _conditioning(history, frame)
         spatial = tuple(
-            (e, frame - e.frame) for e in history.recent if 1 <= frame - e.frame <= self.spatial_frames
+            (e, frame - e.frame)
+            for e in history.recent
+            if 1 <= frame - e.frame <= self.spatial_frames
         )
         pointers = tuple(
             (e, frame - e.frame)
@@ -74,7 +76,7 @@ class ObjectAwareFrames:
             valid.append(entry)
             kept = valid[-self.valid_frames :]
         else:
-            kept = valid[-self.valid_frames :] + [entry]
+            kept = [*valid[-self.valid_frames:], entry]
         return MemoryHistory(history.conditioning, tuple(kept))
 
     def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory:

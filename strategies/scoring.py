@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treemem.types import FloatArray, Float32Array
+from treemem.types import Float32Array, FloatArray
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from treemem.registry import register_strategy
 from treemem.strategies.memory import ObjectAwareFrames, RecentFrames
 from treemem.strategies.scoring import CumulativeLogIou, CurrentIou
 from treemem.strategies.selection import CloneStart, DistinctRoundedIou, TopScores
 from treemem.strategies.weighting import OcclusionRankWeights, Unweighted
-from treemem.registry import register_strategy
 from treemem.strategy import StrategySet
 from treemem.types import ConfigError
 

@@ -29,7 +29,9 @@ def linspace_float32(low: float, high: float, count: int) -> list[float]:
     step = np.float32((end - start) / np.float32(count - 1))
     half = count // 2
     return [
-        float(start + step * np.float32(i)) if i < half else float(end - step * np.float32(count - 1 - i))
+        float(start + step * np.float32(i))
+        if i < half
+        else float(end - step * np.float32(count - 1 - i))
         for i in range(count)
     ]
 
@@ -78,9 +80,11 @@ class OcclusionRankWeights:
         pointer_w = self.weights([e for e, _ in recalled.pointers], pointers=True)
         return MemoryPlan(
             spatial=tuple(
-                MemoryRef(e.node, pos, w) for (e, pos), w in zip(recalled.spatial, spatial_w, strict=True)
+                MemoryRef(e.node, pos, w)
+                for (e, pos), w in zip(recalled.spatial, spatial_w, strict=True)
             ),
             pointers=tuple(
-                MemoryRef(e.node, pos, w) for (e, pos), w in zip(recalled.pointers, pointer_w, strict=True)
+                MemoryRef(e.node, pos, w)
+                for (e, pos), w in zip(recalled.pointers, pointer_w, strict=True)
             ),
         )

@@ -21,8 +21,8 @@ from treemem.strategy import CandidateTable, StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
     Commit,
-    FloatArray,
     Float32Array,
+    FloatArray,
     FrameDecision,
     InputError,
     IntArray,
@@ -115,7 +115,9 @@ class Engine:
 
     def _search(self, frame: int, features: object) -> list[_Step]:
         """Expand every started pathway of every object in one batched proposal."""
-        tracked = [obj for obj, beam in self.beams.items() if beam.nodes and self._tracks(obj, frame)]
+        tracked = [
+            obj for obj, beam in self.beams.items() if beam.nodes and self._tracks(obj, frame)
+        ]
         queries = [
             PathwayQuery(obj, self.strategy.weighting(self.strategy.memory.recall(h, frame)))
             for obj in tracked
@@ -140,7 +142,13 @@ class Engine:
         return beam.frame < frame
 
     def _select(
-        self, obj: int, frame: int, beam: Beam, iou: Float32Array, occlusion: Float32Array, row0: int
+        self,
+        obj: int,
+        frame: int,
+        beam: Beam,
+        iou: Float32Array,
+        occlusion: Float32Array,
+        row0: int,
     ) -> _Step:
         strategy = self.strategy
         capacity = strategy.pathways
@@ -148,6 +156,7 @@ class Engine:
         k = iou.shape[1]
         score = strategy.scoring(beam.scores, iou)
         if beam.started:
+            self._count_unscorable(obj, frame, iou, score)
             table = CandidateTable.build(score, iou, occlusion)
             kept = strategy.diversity(table, capacity) if strategy.diversity is not None else None
             if kept is None:
@@ -158,7 +167,9 @@ class Engine:
         if kept.size == 0:
             raise TreememError(f"object {obj}, frame {frame}: the backend gave no usable candidate")
         # A candidate kept for several pathways (the clone start) is one node they share.
-        distinct, first_index, pathway_node = np.unique(kept, return_index=True, return_inverse=True)
+        distinct, first_index, pathway_node = np.unique(
+            kept, return_index=True, return_inverse=True
+        )
         order = np.argsort(first_index)
         distinct = distinct[order]
         rank_of = np.empty_like(order)
@@ -197,6 +208,19 @@ class Engine:
         log.warning("object %d, frame %d: rejected %d non-finite candidates", obj, frame, bad.sum())
         usable = np.where(np.isfinite(occlusion), occlusion, 0.0).astype(np.float32)
         return np.where(bad, np.nan, iou).astype(np.float32), usable
+
+    def _count_unscorable(
+        self, obj: int, frame: int, iou: Float32Array, score: FloatArray
+    ) -> None:
+        """A finite IoU the scoring rule cannot score (a negative IoU under the log) is a
+        rejected candidate too: pruning skips non-finite scores, so count and log it here."""
+        unscorable = np.isfinite(iou) & ~np.isfinite(score)
+        if unscorable.any():
+            self.rejected += int(unscorable.sum())
+            log.warning(
+                "object %d, frame %d: rejected %d candidates whose score is not finite "
+                "(IoU outside [0, 1]?)", obj, frame, unscorable.sum()
+            )
 
     def _record(
         self,
@@ -257,7 +281,8 @@ class Engine:
             seen.add((prompt.obj, prompt.frame))
             if not 0 <= prompt.frame < self.backend.num_frames:
                 raise InputError(
-                    f"prompt on frame {prompt.frame}, but the video has {self.backend.num_frames} frames"
+                    f"prompt on frame {prompt.frame}, but the video has "
+                    f"{self.backend.num_frames} frames"
                 )
         for prompt in ordered:
             node = len(self.record)

@@ -15,8 +15,8 @@ from typing import Protocol
 import numpy as np
 
 from treemem.types import (
-    FloatArray,
     Float32Array,
+    FloatArray,
     IntArray,
     MemoryEntry,
     MemoryHistory,

@@ -110,10 +110,18 @@ class TreeRecord:
                 merged = [np.concatenate(parts) for parts in zip(*self._blocks, strict=True)]
             else:
                 merged = [np.zeros(0, dtype=np.int64)] * 5 + [np.zeros(0)] * 3 + [np.zeros(0, bool)]
+            ints = [m.astype(np.int64) for m in merged[:5]]
+            floats = [m.astype(np.float64) for m in merged[5:8]]
             self._cache = TreeColumns(
-                *(m.astype(np.int64) for m in merged[:5]),
-                *(m.astype(np.float64) for m in merged[5:8]),
-                merged[8].astype(bool),
+                object=ints[0],
+                frame=ints[1],
+                slot=ints[2],
+                parent=ints[3],
+                candidate=ints[4],
+                score=floats[0],
+                iou=floats[1],
+                occlusion=floats[2],
+                kept=merged[8].astype(bool),
             )
             self._blocks = [tuple(getattr(self._cache, f) for f in FIELDS)]
         return self._cache
@@ -151,7 +159,11 @@ class TreeRecord:
     def _rows_as_json(self, start: int) -> Iterator[str]:
         cols = self.columns()
         ints = [getattr(cols, f)[start:].tolist() for f in _INT_FIELDS]
-        floats = [cols.score[start:].tolist(), cols.iou[start:].tolist(), cols.occlusion[start:].tolist()]
+        floats = [
+            cols.score[start:].tolist(),
+            cols.iou[start:].tolist(),
+            cols.occlusion[start:].tolist(),
+        ]
         kept = cols.kept[start:].tolist()
         for i in range(len(kept)):
             values: list[Any] = [c[i] for c in ints] + [c[i] for c in floats] + [kept[i]]
@@ -182,7 +194,9 @@ class TreeRecord:
                     row = json.loads(line)
                     rows.append(tuple(row[f] for f in FIELDS))
                 except (json.JSONDecodeError, KeyError, TypeError) as error:
-                    raise TreememError(f"{path}:{number}: not a tree record row ({error})") from None
+                    raise TreememError(
+                        f"{path}:{number}: not a tree record row ({error})"
+                    ) from None
         return cls.from_rows(rows)
 
     @classmethod
@@ -222,9 +236,7 @@ class TreeRecord:
         cols = self.columns()
         graph = nx.DiGraph()
         data = {f: getattr(cols, f).tolist() for f in FIELDS}
-        graph.add_nodes_from(
-            (i, {f: data[f][i] for f in FIELDS}) for i in range(len(cols))
-        )
+        graph.add_nodes_from((i, {f: data[f][i] for f in FIELDS}) for i in range(len(cols)))
         parents = self.parent_rows().tolist()
         graph.add_edges_from((p, i) for i, p in enumerate(parents) if p >= 0)
         return graph

@@ -160,8 +160,9 @@ class Sam2Backend:
         if prompt.mask is not None:
             if prompt.mask.shape != (height, width):
                 raise InputError(
-                    f"mask for object {prompt.obj} is {prompt.mask.shape[1]}x{prompt.mask.shape[0]},"
-                    f" the video is {width}x{height}: give a mask of the video's size"
+                    f"mask for object {prompt.obj} is {prompt.mask.shape[1]}x"
+                    f"{prompt.mask.shape[0]}, the video is {width}x{height}: "
+                    "give a mask of the video's size"
                 )
             mask = torch.tensor(prompt.mask, dtype=torch.bool)[None, None].float().to(self.device)
             size = model.image_size
@@ -173,7 +174,7 @@ class Sam2Backend:
             mask_inputs = mask
         else:
             point_inputs = self._point_inputs(prompt)
-        out = model.track_step(
+        _, sam_outputs, _, _ = model._track_step(
             frame_idx=features.frame,
             is_init_cond_frame=True,
             current_vision_feats=features.vision_feats,
@@ -183,9 +184,11 @@ class Sam2Backend:
             mask_inputs=mask_inputs,
             output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
             num_frames=self._num_frames,
-            run_mem_encoder=False,
+            track_in_reverse=False,
+            prev_sam_mask_logits=None,
         )
-        occlusion = out["object_score_logits"]
+        _, _, ious, low_res, _, pointer, occlusion = sam_outputs
+        out = {"pred_masks": low_res, "obj_ptr": pointer, "object_score_logits": occlusion}
         high_res = F.interpolate(
             out["pred_masks"], size=(model.image_size,) * 2, mode="bilinear", align_corners=False
         )
@@ -205,11 +208,8 @@ class Sam2Backend:
             content,
         )
         self._hold(node, content)
-        iou = 1.0 if prompt.mask is not None else float(self._prompt_iou(out))
-        return PromptResult(iou=iou, occlusion=float(occlusion.item()))
-
-    def _prompt_iou(self, out: dict[str, Any]) -> float:
-        return 1.0  # sam2's track_step does not return the chosen IoU for clicks
+        # A mask prompt's IoU is sam2's dummy 1; for clicks, the chosen mask's predicted IoU.
+        return PromptResult(iou=float(ious.max().item()), occlusion=float(occlusion.item()))
 
     def _point_inputs(self, prompt: Prompt) -> dict[str, torch.Tensor]:
         height, width = self._frame_size
@@ -250,7 +250,9 @@ class Sam2Backend:
 
     def _signature(self, plan: MemoryPlan) -> tuple[Any, ...]:
         spatial = tuple((self._memory(r.node).content, r.position, r.weight) for r in plan.spatial)
-        pointers = tuple((self._memory(r.node).content, r.position, r.weight) for r in plan.pointers)
+        pointers = tuple(
+            (self._memory(r.node).content, r.position, r.weight) for r in plan.pointers
+        )
         return (spatial, pointers)
 
     @torch.inference_mode()
@@ -303,7 +305,13 @@ class Sam2Backend:
         current = features.vision_feats[-1].expand(-1, batch, -1)
         current_pos = features.vision_pos[-1].expand(-1, batch, -1)
         conditioned = weighted_memory_attention(
-            model.memory_attention, current, current_pos, memory, memory_pos, num_pointer_tokens, weight
+            model.memory_attention,
+            current,
+            current_pos,
+            memory,
+            memory_pos,
+            num_pointer_tokens,
+            weight,
         )
         height, width = features.feat_sizes[-1]
         pix_feat = conditioned.permute(1, 2, 0).view(batch, model.hidden_dim, height, width)
@@ -339,7 +347,9 @@ class Sam2Backend:
                 stored = self._memory(ref.node).features.to(self.device)
                 tokens = stored.flatten(2).permute(2, 0, 1).float()
                 feats.append(tokens)
-                pos.append(self._maskmem_pos + model.maskmem_tpos_enc[self._tpos_index(ref.position)])
+                pos.append(
+                    self._maskmem_pos + model.maskmem_tpos_enc[self._tpos_index(ref.position)]
+                )
                 weight.append(torch.full((tokens.shape[0],), ref.weight))
             if plan.pointers:
                 pointers = torch.stack([self._memory(r.node).pointer for r in plan.pointers], dim=0)
@@ -351,7 +361,9 @@ class Sam2Backend:
                     pointer_pos = pointer_pos.repeat_interleave(split, dim=0)
                 feats.append(pointers)
                 pos.append(pointer_pos)
-                weight.append(torch.tensor([r.weight for r in plan.pointers]).repeat_interleave(split))
+                weight.append(
+                    torch.tensor([r.weight for r in plan.pointers]).repeat_interleave(split)
+                )
                 num_pointer_tokens = pointers.shape[0]
             columns.append(torch.cat(feats, dim=0))
             positions.append(torch.cat(pos, dim=0))
@@ -381,7 +393,9 @@ class Sam2Backend:
         if model.add_tpos_enc_to_obj_ptrs:
             t_diff_max = min(self._num_frames, model.max_obj_ptrs_in_encoder) - 1
             dim = model.hidden_dim if model.proj_tpos_enc_in_obj_ptrs else model.mem_dim
-            encoded = get_1d_sine_pe(torch.tensor(positions, device=self.device) / t_diff_max, dim=dim)
+            encoded = get_1d_sine_pe(
+                torch.tensor(positions, device=self.device) / t_diff_max, dim=dim
+            )
             encoded = model.obj_ptr_tpos_proj(encoded).unsqueeze(1)
         else:
             encoded = torch.zeros(len(positions), 1, model.mem_dim, device=self.device)

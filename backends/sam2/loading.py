@@ -16,8 +16,18 @@ import torch
 
 from treemem.types import ConfigError, InputError
 
-_SIZES = {"tiny": "t", "t": "t", "small": "s", "s": "s", "base_plus": "b+", "b+": "b+",
-          "base-plus": "b+", "bplus": "b+", "large": "l", "l": "l"}
+_SIZES = {
+    "tiny": "t",
+    "t": "t",
+    "small": "s",
+    "s": "s",
+    "base_plus": "b+",
+    "b+": "b+",
+    "base-plus": "b+",
+    "bplus": "b+",
+    "large": "l",
+    "l": "l",
+}
 
 
 def config_for_checkpoint(checkpoint: Path) -> str:
@@ -47,18 +57,22 @@ def image_size_overrides(image_size: int | None) -> list[str]:
     ]
 
 
-def build_model(
-    config: str, *, device: str = "cpu", image_size: int | None = None
-) -> Any:
+def build_model(config: str, *, device: str = "cpu", image_size: int | None = None) -> Any:
     """A SAM2VideoPredictor (a SAM2Base) with freshly initialised weights, in eval mode."""
     from sam2.build_sam import build_sam2_video_predictor
 
     try:
         model = build_sam2_video_predictor(
-            config, ckpt_path=None, device=device, hydra_overrides_extra=image_size_overrides(image_size)
+            config,
+            ckpt_path=None,
+            device=device,
+            hydra_overrides_extra=image_size_overrides(image_size),
         )
     except Exception as error:  # hydra raises several unrelated types for a bad name
-        if "Cannot find primary config" in str(error) or "MissingConfigException" in type(error).__name__:
+        if (
+            "Cannot find primary config" in str(error)
+            or "MissingConfigException" in type(error).__name__
+        ):
             raise ConfigError(f"unknown sam2 config {config!r}") from None
         raise
     model.fill_hole_area = 0
@@ -68,7 +82,9 @@ def build_model(
 def load_checkpoint(model: Any, checkpoint: Path, config: str) -> None:
     """Load sam2's {"model": state_dict} format strictly, with errors a user can act on."""
     if not checkpoint.exists():
-        raise InputError(f"checkpoint {checkpoint} does not exist: pass the path of a SAM 2 .pt file")
+        raise InputError(
+            f"checkpoint {checkpoint} does not exist: pass the path of a SAM 2 .pt file"
+        )
     if not zipfile.is_zipfile(checkpoint):
         raise InputError(
             f"checkpoint {checkpoint} is not a PyTorch file (truncated or wrong file?): "
@@ -77,10 +93,14 @@ def load_checkpoint(model: Any, checkpoint: Path, config: str) -> None:
     try:
         payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise InputError(f"checkpoint {checkpoint} cannot be read ({error}): download it again") from None
+        raise InputError(
+            f"checkpoint {checkpoint} cannot be read ({error}): download it again"
+        ) from None
     state = payload.get("model") if isinstance(payload, dict) else None
     if not isinstance(state, dict):
-        raise InputError(f"checkpoint {checkpoint} has no 'model' state dict: not a SAM 2 checkpoint")
+        raise InputError(
+            f"checkpoint {checkpoint} has no 'model' state dict: not a SAM 2 checkpoint"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -101,7 +121,9 @@ def load_model(
     """Build the model a checkpoint needs and load its weights (CUDA when present)."""
     config = config or config_for_checkpoint(checkpoint)
     if not checkpoint.exists():
-        raise InputError(f"checkpoint {checkpoint} does not exist: pass the path of a SAM 2 .pt file")
+        raise InputError(
+            f"checkpoint {checkpoint} does not exist: pass the path of a SAM 2 .pt file"
+        )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(config, device="cpu", image_size=image_size)
     load_checkpoint(model, checkpoint, config)
@@ -109,7 +131,10 @@ def load_model(
 
 
 def build_random_model(
-    config: str = "configs/sam2.1/sam2.1_hiera_t.yaml", *, seed: int = 0, image_size: int | None = 256
+    config: str = "configs/sam2.1/sam2.1_hiera_t.yaml",
+    *,
+    seed: int = 0,
+    image_size: int | None = 256,
 ) -> Any:
     """A seeded random-weight model on the CPU: deterministic, meaningless masks, for tests."""
     torch.manual_seed(seed)

@@ -147,6 +147,24 @@ def test_proposals_depend_on_memory_content_not_row_position() -> None:
     )
 
 
+def test_box_and_point_prompts_select_the_region_they_point_at() -> None:
+    video = make_video(0)
+    target = video.object_mask(1, 0)
+    ys, xs = np.nonzero(target)
+    for node, prompt in enumerate(
+        [
+            Prompt(1, 0, box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)),
+            Prompt(1, 0, points=((float(xs[len(xs) // 2]), float(ys[len(ys) // 2])),), labels=(1,)),
+        ]
+    ):
+        backend = SyntheticBackend(video)
+        result = backend.prompt(backend.encode(0), prompt, node)
+        assert np.array_equal(backend.mask(node), target) and result.occlusion > 0
+    backend = SyntheticBackend(video)
+    backend.prompt(backend.encode(0), Prompt(1, 0, points=((0.0, 0.0),), labels=(0,)), 9)
+    assert not backend.mask(9).any()
+
+
 def test_committed_masks_and_release() -> None:
     video = make_video(0)
     backend = prompted(video)
