@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,19 +22,20 @@ def to_bfloat16(value: float) -> float:
     return float(np.uint32(rounded).view(np.float32))
 
 
-def linspace_float32(low: float, high: float, count: int) -> list[float]:
+@functools.lru_cache(maxsize=256)
+def linspace_float32(low: float, high: float, count: int) -> tuple[float, ...]:
     """torch.linspace in float32: the first half counts up from low, the rest down from high."""
     if count == 1:
-        return [float(np.float32(low))]
+        return (float(np.float32(low)),)
     start, end = np.float32(low), np.float32(high)
     step = np.float32((end - start) / np.float32(count - 1))
     half = count // 2
-    return [
+    return tuple(
         float(start + step * np.float32(i))
         if i < half
         else float(end - step * np.float32(count - 1 - i))
         for i in range(count)
-    ]
+    )
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,12 @@ class OcclusionRankWeights:
     bf16_prompt_pointers: bool = True
 
     def weights(self, entries: Sequence[MemoryEntry], *, pointers: bool) -> list[float]:
-        scores = np.array(
-            [PROMPT_SCORE if e.conditioning else e.occlusion for e in entries], dtype=np.float32
-        )
+        # Occlusion logits are float32 values, so ordering them as Python floats is exact;
+        # sorted() is stable, which fixes the order of equal scores (clones).
+        scores = [PROMPT_SCORE if e.conditioning else e.occlusion for e in entries]
         ramp = linspace_float32(self.w_low, self.w_high, len(entries))
         weights = [0.0] * len(entries)
-        for rank, index in enumerate(np.argsort(scores, kind="stable").tolist()):
+        for rank, index in enumerate(sorted(range(len(scores)), key=scores.__getitem__)):
             weights[index] = ramp[rank]
         if pointers and self.bf16_prompt_pointers and all(e.conditioning for e in entries):
             weights = [to_bfloat16(w) for w in weights]
