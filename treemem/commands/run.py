@@ -6,6 +6,8 @@ Output folder:
     tree.jsonl       the recorded pathway tree, streamed while the run goes
     run.json         what ran and how long it took; written last, so a folder without it
                      holds an unfinished run
+    run.partial.json the settings of an unfinished run (removed once run.json is written);
+                     `--resume` checks them and finishes the run (see treemem.resume)
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
-import os
-import tempfile
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 import treemem
 from treemem.backend import Backend
 from treemem.engine import Engine
+from treemem.io.atomic import remove_temporaries
+from treemem.io.atomic import write_json as write_json  # re-exported: demo uses it
 from treemem.io.masks import (
     compose_ids,
     mask_prompts,
@@ -38,11 +41,13 @@ from treemem.io.masks import (
 from treemem.io.video import VideoSource, open_video
 from treemem.progress import ProgressBar
 from treemem.registry import REGISTRY, parse_overrides
+from treemem.resume import PARTIAL, begin, finish, run_settings
 from treemem.tree import TreeRecord
 from treemem.types import BoolArray, InputError, Prompt, TreememError
 
 TREE_FLUSH_FRAMES = 50
-RUN_FILES = ("run.json", "tree.jsonl", "masks")
+RUN_FILES = ("run.json", PARTIAL, "tree.jsonl", "masks")
+INTERRUPTED = 130
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,6 +90,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="decide a frame at most L frames late (live use; default: exact)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a run already in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish the interrupted run in --out (give the same options); "
+                        "the output equals an uninterrupted run's")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -97,7 +105,30 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no prompt given; pass --mask FIRST_FRAME_MASK.png, --box or --points")
     if args.objects is not None and args.objects < 1:
         raise InputError(f"--objects must be >= 1, got {args.objects}")
-    check_output(args.out, overwrite=args.overwrite)
+    if args.overwrite and args.resume:
+        raise InputError("--overwrite and --resume exclude each other; pass one")
+    check_output(args.out, overwrite=args.overwrite, resume=args.resume)
+    try:
+        report = _run(args, strategy_params)
+    except KeyboardInterrupt:
+        masks = args.out / "masks"
+        # Ctrl-C between creating an atomic write's temporary file and its cleanup leaves it.
+        remove_temporaries(masks, "*.png")
+        written = len(list(masks.glob("*.png"))) if masks.is_dir() else 0
+        print(
+            f"treemem: interrupted; {written} finished frame(s) are in {masks}; run the same "
+            "command with --resume to finish",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    print(
+        f"wrote {report['frames']} frames of {len(report['objects'])} object(s) to "
+        f"{args.out / 'masks'} in {report['seconds']:.1f} s ({report['fps'] or 0:.1f} frames/s)"
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace, strategy_params: Any) -> dict[str, Any]:
     with ExitStack() as stack:
         if args.backend == "synthetic":
             backend, video_info, backend_info = open_synthetic(args.video, seed=args.seed)
@@ -119,15 +150,12 @@ def run(args: argparse.Namespace) -> int:
             strategy_params,
             args.out,
             overwrite=args.overwrite,
+            resume=args.resume,
             max_lag=args.max_lag,
             info={"video": video_info, "backend": backend_info},
             progress=not args.no_progress,
         )
-    print(
-        f"wrote {report['frames']} frames of {len(report['objects'])} object(s) to "
-        f"{args.out / 'masks'} in {report['seconds']:.1f} s ({report['fps'] or 0:.1f} frames/s)"
-    )
-    return 0
+    return report
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -267,24 +295,30 @@ def parse_points(
 # --- output ------------------------------------------------------------------------------------
 
 
-def check_output(out: Path, *, overwrite: bool) -> None:
-    """Refuse a file, or a folder holding another run unless `overwrite` (nothing is written)."""
+def check_output(out: Path, *, overwrite: bool, resume: bool = False) -> None:
+    """Refuse a file, or a folder holding another run unless `overwrite`, or `resume` when
+    that run is unfinished (nothing is written)."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
     found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not overwrite:
+    if resume and "run.json" in found:
         raise InputError(
-            f"{out} already holds a run ({found[0]}); pass --overwrite to replace it or choose "
-            "another --out"
+            f"{out} holds a finished run (run.json), nothing to resume; pass --overwrite to run "
+            "it again"
+        )
+    if found and not (overwrite or resume):
+        raise InputError(
+            f"{out} already holds a run ({found[0]}); pass --overwrite to replace it, --resume "
+            "to finish an interrupted one, or choose another --out"
         )
 
 
 def clear_run(out: Path) -> None:
     """Remove a previous run's files, run.json first so a half-cleared folder never looks done.
 
-    Only treemem's own files go: run.json, tree.jsonl and the PNGs in masks/.
+    Only treemem's own files go: run.json, run.partial.json, tree.jsonl and masks/*.png.
     """
-    for name in ("run.json", "tree.jsonl"):
+    for name in ("run.json", PARTIAL, "tree.jsonl"):
         (out / name).unlink(missing_ok=True)
     masks = out / "masks"
     if masks.is_dir():
@@ -295,11 +329,15 @@ def clear_run(out: Path) -> None:
 
 @dataclass
 class _MaskWriter:
-    """Writes frame f's palette PNG once every object's mask for f is final."""
+    """Writes frame f's palette PNG once every object's mask for f is final.
+
+    With `keep_equal` (a resumed run) a PNG already on disk that holds the same ids is left
+    as it is; any other is replaced."""
 
     folder: Path
     objects: tuple[int, ...]
     frame_size: tuple[int, int]
+    keep_equal: bool = False
     pending: dict[int, dict[int, BoolArray]] = dataclasses.field(default_factory=dict)
     written: int = 0
 
@@ -313,9 +351,22 @@ class _MaskWriter:
         if len(masks) == len(self.objects):
             ordered = [(o, masks[o]) for o in self.objects]
             ids = compose_ids(ordered, self.frame_size)
-            write_palette_png(self.folder / f"{frame:05d}.png", ids)
+            path = self.folder / f"{frame:05d}.png"
+            if not (self.keep_equal and _holds(path, ids)):
+                write_palette_png(path, ids)
             del self.pending[frame]
             self.written += 1
+
+
+def _holds(path: Path, ids: npt.NDArray[np.uint8]) -> bool:
+    """Whether the PNG at `path` exists and holds exactly `ids`."""
+    if not path.is_file():
+        return False
+    try:
+        found = read_mask(path)
+    except InputError:
+        return False
+    return found.shape == ids.shape and bool((found == ids).all())
 
 
 def track(
@@ -325,6 +376,7 @@ def track(
     out: Path,
     *,
     overwrite: bool = False,
+    resume: bool = False,
     max_lag: int | None = None,
     info: Mapping[str, Any] | None = None,
     progress: bool = True,
@@ -333,20 +385,29 @@ def track(
     """Run the search and write masks/, tree.jsonl and run.json into `out`.
 
     Returns what run.json holds. `strategy_params` is a registered strategy set's parameter
-    record (what `REGISTRY.create` returns).
+    record (what `REGISTRY.create` returns). With `resume`, an interrupted run in `out` started
+    with the same settings is finished (see `treemem.resume`); the files end up identical to
+    an uninterrupted run's, timings in run.json aside.
     """
-    check_output(out, overwrite=overwrite)
+    check_output(out, overwrite=overwrite, resume=resume)
     strategy = strategy_params.build()
     record = TreeRecord()
     engine = Engine(strategy, backend, record=record, max_lag=max_lag)
     objects = tuple(sorted({p.obj for p in prompts}))
     first = min(p.frame for p in prompts)
     total = backend.num_frames - first
+    settings = run_settings(
+        strategy.name, dataclasses.asdict(strategy_params), dict(info or {}), prompts, max_lag
+    )
     out.mkdir(parents=True, exist_ok=True)
     if overwrite:
         clear_run(out)
+    resuming = begin(out, settings, resume=resume)
+    for name in ("run.json", PARTIAL):
+        remove_temporaries(out, name)
+    remove_temporaries(out / "masks", "*.png")
     (out / "masks").mkdir(exist_ok=True)
-    writer = _MaskWriter(out / "masks", objects, backend.frame_size)
+    writer = _MaskWriter(out / "masks", objects, backend.frame_size, keep_equal=resuming)
     forced = 0
     started = time.perf_counter()
     with open(out / "tree.jsonl", "w", encoding="utf-8") as tree_stream, ProgressBar(
@@ -387,19 +448,5 @@ def track(
         "fps": round(writer.written / seconds, 3) if seconds > 0 else None,
     }
     write_json(out / "run.json", report)
+    finish(out)
     return report
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, default=str)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
