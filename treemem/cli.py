@@ -39,6 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("treemem: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as error:
+        # torch.cuda.OutOfMemoryError is a RuntimeError; the CLI must not import torch.
+        if type(error).__name__ != "OutOfMemoryError":
+            raise
+        print(
+            "treemem: error: the GPU ran out of memory: add --offload (stored memories on the "
+            "CPU), use fewer pathways (--set P=2) or a smaller --image-size",
+            file=sys.stderr,
+        )
+        return 2
     return code
 
 
