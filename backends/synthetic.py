@@ -18,7 +18,8 @@ is visible and hidden) and plays SAM 2's part in the search:
   the look-alike over time, which is what lets the tree recover.
 - Occlusion logit: clearly positive when the followed object is in view, clearly negative
   when it is out of frame, and pulled towards 0 (uncertain) while an occluder covers it.
-  A row with logit <= 0 gets three empty masks, as SAM 2 does.
+  A row with logit <= the presence threshold (0, as SAM 2; a strategy set may lower it) gets
+  three empty masks.
 
 Determinism: each row's noise comes from a counter-based hash of (seed, frame, the content
 of its memory plan), so a pathway's proposals depend on what it remembers, never on its row
@@ -147,6 +148,23 @@ def _iou(masks: BoolArray, truth: BoolArray) -> F64Array:
     return np.asarray(np.where(union > 0, inter / np.maximum(union, 1), 0.0))
 
 
+def mask_boxes(masks: BoolArray) -> npt.NDArray[np.float32]:
+    """(..., H, W) masks -> (..., 4) boxes x1, y1, x2, y2 (max inclusive; empty: zeros)."""
+    height, width = masks.shape[-2:]
+    rows, cols = masks.any(axis=-1), masks.any(axis=-2)
+    ys, xs = np.arange(height), np.arange(width)
+    box = np.stack(
+        [
+            np.where(cols, xs, width).min(axis=-1),
+            np.where(rows, ys, height).min(axis=-1),
+            np.where(cols, xs, -1).max(axis=-1),
+            np.where(rows, ys, -1).max(axis=-1),
+        ],
+        axis=-1,
+    )
+    return np.where(rows.any(axis=-1)[..., None], box, 0).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class _Frame:
     """What `encode` returns: the frame index (the video is already in memory)."""
@@ -231,7 +249,14 @@ class SyntheticBackend:
         self._store(node, _Memory(mask, obj, int(label[0]), float(quality[0]), key))
         return PromptResult(iou=1.0, occlusion=10.0 if mask.any() else -10.0)
 
-    def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
+    def propose(
+        self,
+        features: object,
+        queries: Sequence[PathwayQuery],
+        *,
+        boxes: bool = False,
+        presence_threshold: float = 0.0,
+    ) -> Proposals:
         frame = self._frame(features)
         objects = np.array([self._object_index(q.obj) for q in queries], dtype=np.int64)
         followed = np.empty(len(queries), dtype=np.int64)
@@ -240,8 +265,13 @@ class SyntheticBackend:
             followed[row], key = self._read_plan(query)
             keys.append(_fold(self.seed, frame, key))
         masks, iou, occlusion = self._candidates(frame, objects, followed, keys)
+        masks[occlusion <= presence_threshold] = False
         self._pending = _Pending(frame, masks, tuple(keys), objects)
-        return Proposals(iou.astype(np.float32), occlusion.astype(np.float32))
+        return Proposals(
+            iou.astype(np.float32),
+            occlusion.astype(np.float32),
+            mask_boxes(masks) if boxes else None,
+        )
 
     def commit(self, features: object, commits: Sequence[Commit]) -> None:
         if not commits:
@@ -390,7 +420,6 @@ class SyntheticBackend:
         absent_ramp = absent_iou[absent, None] * np.array([1.0, 0.8, 0.6])
         iou[absent] = absent_ramp + 0.02 * noise[absent, 2:3]
         masks = np.stack([first, second, third], axis=1)
-        masks[absent] = False
         return masks, np.clip(iou, 0.0, 1.0), logit
 
 

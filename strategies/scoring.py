@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treemem.types import Float32Array, FloatArray
+from treemem.strategy import Evidence
+from treemem.types import FloatArray
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class CumulativeLogIou:
 
     eps: float = 1e-5
 
-    def __call__(self, parent_scores: FloatArray, iou: Float32Array) -> FloatArray:
+    def __call__(self, parent_scores: FloatArray, iou: Evidence) -> FloatArray:
         with np.errstate(divide="ignore", invalid="ignore"):
             step = np.log(iou.astype(np.float64) + self.eps)
         return parent_scores.astype(np.float64)[:, None] + step
@@ -26,5 +27,5 @@ class CumulativeLogIou:
 class CurrentIou:
     """Plain SAM 2's score: the current predicted IoU alone (no memory of past choices)."""
 
-    def __call__(self, parent_scores: FloatArray, iou: Float32Array) -> FloatArray:
+    def __call__(self, parent_scores: FloatArray, iou: Evidence) -> FloatArray:
         return np.broadcast_to(iou.astype(np.float64), iou.shape).copy()

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treemem.strategy import CandidateTable
-from treemem.types import Float32Array, FloatArray, IntArray
+from treemem.strategy import CandidateTable, Evidence
+from treemem.types import FloatArray, IntArray
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class CloneStart:
     each with cumulative score 0, so the pathways stay identical until an uncertain frame.
     Keeps nothing when no IoU is finite (the engine reports the frame as unusable)."""
 
-    def __call__(self, iou: Float32Array, capacity: int) -> tuple[IntArray, FloatArray]:
+    def __call__(self, iou: Evidence, capacity: int) -> tuple[IntArray, FloatArray]:
         if not np.isfinite(iou).any():
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         finite = np.where(np.isfinite(iou), iou, -np.inf)
@@ -86,7 +86,7 @@ class ExpandStart:
 
     eps: float = 1e-5
 
-    def __call__(self, iou: Float32Array, capacity: int) -> tuple[IntArray, FloatArray]:
+    def __call__(self, iou: Evidence, capacity: int) -> tuple[IntArray, FloatArray]:
         score = np.log(iou.astype(np.float64) + self.eps)
         order = np.argsort(-score, kind="stable")
         order = order[np.isfinite(score[order])][:capacity]

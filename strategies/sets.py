@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from treemem.registry import register_strategy
 from treemem.strategies.memory import ObjectAwareFrames, RecentFrames
+from treemem.strategies.samurai import MotionAwareFrames, MotionModel
 from treemem.strategies.scoring import CumulativeLogIou, CurrentIou
 from treemem.strategies.selection import CloneStart, DistinctRoundedIou, TopScores
 from treemem.strategies.weighting import OcclusionRankWeights, Unweighted
@@ -80,4 +81,115 @@ class Greedy:
             diversity=None,
             memory=RecentFrames(self.spatial_frames, self.pointer_frames),
             weighting=Unweighted(),
+        )
+
+
+def _check_samurai(params: Samurai | SamuraiTree) -> None:
+    _check(
+        0.0 <= params.kf_score_weight <= 1.0,
+        f"kf_score_weight must be in [0, 1], got {params.kf_score_weight}",
+    )
+    _check(
+        params.stable_frames_threshold >= 1,
+        f"stable_frames_threshold must be >= 1, got {params.stable_frames_threshold}",
+    )
+    _check(
+        0.0 <= params.stable_ious_threshold <= 1.0,
+        f"stable_ious_threshold must be in [0, 1], got {params.stable_ious_threshold}",
+    )
+    _check(
+        0.0 <= params.memory_iou_threshold <= 1.0,
+        f"memory_iou_threshold must be in [0, 1], got {params.memory_iou_threshold}",
+    )
+
+
+def _samurai_parts(params: Samurai | SamuraiTree) -> tuple[MotionModel, MotionAwareFrames]:
+    model = MotionModel(
+        params.kf_score_weight, params.stable_frames_threshold, params.stable_ious_threshold
+    )
+    memory = MotionAwareFrames(
+        params.memory_iou_threshold,
+        params.memory_occlusion_threshold,
+        params.memory_motion_threshold,
+    )
+    return model, memory
+
+
+@register_strategy
+@dataclass(frozen=True)
+class Samurai:
+    """SAMURAI (Yang et al., 2024): one pathway, Kalman-filter motion score, filtered memory.
+
+    Defaults are the reference's t / s / b+ configs; use kf_score_weight=0.15 for large (and
+    the paper's ablation). presence_threshold is SAMURAI's min_obj_score_logits (SAM 2: 0).
+    """
+
+    name: ClassVar[str] = "samurai"
+    kf_score_weight: float = 0.25
+    stable_frames_threshold: int = 15
+    stable_ious_threshold: float = 0.3
+    presence_threshold: float = -1.0
+    memory_iou_threshold: float = 0.5
+    memory_occlusion_threshold: float = 0.0
+    memory_motion_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_samurai(self)
+
+    def build(self) -> StrategySet:
+        model, memory = _samurai_parts(self)
+        return StrategySet(
+            name=self.name,
+            pathways=1,
+            start=CloneStart(),
+            scoring=CurrentIou(),
+            pruning=TopScores(),
+            diversity=None,
+            memory=memory,
+            weighting=Unweighted(),
+            pathway_model=model,
+            presence_threshold=self.presence_threshold,
+        )
+
+
+@register_strategy
+@dataclass(frozen=True)
+class SamuraiTree:
+    """SAMURAI in SAM2Long's memory tree (new): P pathways, each with its own Kalman filter.
+
+    Cumulative score: parent's + ln(s + eps), s SAMURAI's per-step likelihood (motion-weighted
+    IoU when stable, else IoU); SAM2Long's uncertainty rule (delta_conf) and diversity key.
+    With pathways=1 it makes SAMURAI's choices."""
+
+    name: ClassVar[str] = "samurai-tree"
+    pathways: int = 3
+    kf_score_weight: float = 0.25
+    stable_frames_threshold: int = 15
+    stable_ious_threshold: float = 0.3
+    presence_threshold: float = -1.0
+    memory_iou_threshold: float = 0.5
+    memory_occlusion_threshold: float = 0.0
+    memory_motion_threshold: float = 0.0
+    delta_conf: float = 2.0
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check(self.pathways >= 1, f"pathways must be >= 1, got {self.pathways}")
+        _check(self.delta_conf >= 0.0, f"delta_conf must be >= 0, got {self.delta_conf}")
+        _check(self.eps > 0.0, f"eps must be > 0, got {self.eps}")
+        _check_samurai(self)
+
+    def build(self) -> StrategySet:
+        model, memory = _samurai_parts(self)
+        return StrategySet(
+            name=self.name,
+            pathways=self.pathways,
+            start=CloneStart(),
+            scoring=CumulativeLogIou(self.eps),
+            pruning=TopScores(),
+            diversity=DistinctRoundedIou(self.delta_conf),
+            memory=memory,
+            weighting=Unweighted(),
+            pathway_model=model,
+            presence_threshold=self.presence_threshold,
         )

@@ -34,8 +34,20 @@ class Backend(Protocol):
         """Turn a user prompt into a conditioning memory stored under `node`."""
         ...
 
-    def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
-        """K candidates for each query row, all rows in one batched pass."""
+    def propose(
+        self,
+        features: object,
+        queries: Sequence[PathwayQuery],
+        *,
+        boxes: bool = False,
+        presence_threshold: float = 0.0,
+    ) -> Proposals:
+        """K candidates for each query row, all rows in one batched pass.
+
+        `boxes`: also return each candidate's box (`Proposals.boxes`). A row whose occlusion
+        logit is <= `presence_threshold` gets empty masks and the no-object pointer (SAM 2's
+        rule at 0). The engine passes these keywords only when a strategy set asks for them,
+        so a backend that supports neither may omit them."""
         ...
 
     def commit(self, features: object, commits: Sequence[Commit]) -> None:

@@ -5,19 +5,24 @@ every object in one batched call; the strategy set scores, diversifies and prune
 object's candidates to P survivors; the backend commits the survivors' memories; the tree
 record and the lineage (liveness, exact decisions, memory release) are updated. Frames are
 emitted as soon as they are decided, so output is online and exact.
+
+A strategy set with a pathway model (SAMURAI's Kalman filter) also gets one model state per
+pathway, kept next to its memory history: started on a (re-)prompt, stepped with the parent
+row's candidate boxes, and its per-candidate likelihood is the scoring evidence in place of
+the predicted IoU.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from treemem.backend import Backend
 from treemem.lineage import Lineage
-from treemem.strategy import CandidateTable, StrategySet
+from treemem.strategy import CandidateTable, PathwayStep, StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
     Commit,
@@ -30,6 +35,8 @@ from treemem.types import (
     MemoryHistory,
     PathwayQuery,
     Prompt,
+    PromptResult,
+    Proposals,
     TreememError,
 )
 
@@ -47,6 +54,8 @@ class Beam:
     slots: list[int]
     """The slot each pathway's node was recorded in (pathways may share a node)."""
     started: bool = False
+    states: list[object] = field(default_factory=list)
+    """Each pathway's pathway-model state (empty when the strategy set has no model)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class Engine:
         self.beams: dict[int, Beam] = {}
         self.rejected = 0
         self._conditioning: dict[int, tuple[MemoryEntry, ...]] = {}
+        self._prompt_results: dict[int, PromptResult] = {}
 
     def run(
         self,
@@ -125,16 +135,33 @@ class Engine:
         ]
         if not queries:
             return []
-        proposals = self.backend.propose(features, queries)
+        proposals = self._propose(features, queries)
         steps, row = [], 0
         for obj in tracked:
             beam = self.beams[obj]
             n = len(beam.nodes)
             iou = proposals.iou[row : row + n]
             occlusion = proposals.occlusion[row : row + n]
-            steps.append(self._select(obj, frame, beam, iou, occlusion, row))
+            boxes = None if proposals.boxes is None else proposals.boxes[row : row + n]
+            steps.append(self._select(obj, frame, beam, iou, occlusion, row, boxes))
             row += n
         return steps
+
+    def _propose(self, features: object, queries: list[PathwayQuery]) -> Proposals:
+        """The batched proposal; the keywords only when the set needs them, so backends
+        written before them keep working."""
+        options: dict[str, object] = {}
+        if self.strategy.pathway_model is not None:
+            options["boxes"] = True
+        if self.strategy.presence_threshold != 0.0:
+            options["presence_threshold"] = self.strategy.presence_threshold
+        proposals = self.backend.propose(features, queries, **options)  # type: ignore[arg-type]
+        if self.strategy.pathway_model is not None and proposals.boxes is None:
+            raise TreememError(
+                f"strategy {self.strategy.name!r} needs candidate boxes, and the backend "
+                "returned none: use a backend whose propose supports boxes=True"
+            )
+        return proposals
 
     def _tracks(self, obj: int, frame: int) -> bool:
         """False on the frame an object was (re)prompted: its mask there is the prompt."""
@@ -149,21 +176,31 @@ class Engine:
         iou: Float32Array,
         occlusion: Float32Array,
         row0: int,
+        boxes: Float32Array | None = None,
     ) -> _Step:
         strategy = self.strategy
         capacity = strategy.pathways
         iou, occlusion = self._reject_non_finite(obj, frame, iou, occlusion)
         k = iou.shape[1]
-        score = strategy.scoring(beam.scores, iou)
+        model_steps: list[PathwayStep] = []
+        evidence: Float32Array | FloatArray = iou
+        if strategy.pathway_model is not None:
+            assert boxes is not None
+            model_steps = [
+                strategy.pathway_model.step(state, iou[p], boxes[p], float(occlusion[p]))
+                for p, state in enumerate(beam.states)
+            ]
+            evidence = np.stack([step.likelihood for step in model_steps]).astype(np.float64)
+        score = strategy.scoring(beam.scores, evidence)
         if beam.started:
-            self._count_unscorable(obj, frame, iou, score)
+            self._count_unscorable(obj, frame, evidence, score)
             table = CandidateTable.build(score, iou, occlusion)
             kept = strategy.diversity(table, capacity) if strategy.diversity is not None else None
             if kept is None:
                 kept = strategy.pruning(table, capacity)
             kept_scores = score.ravel()[kept]
         else:
-            kept, kept_scores = strategy.start(iou[0], capacity)
+            kept, kept_scores = strategy.start(evidence[0], capacity)
         if kept.size == 0:
             raise TreememError(f"object {obj}, frame {frame}: the backend gave no usable candidate")
         # A candidate kept for several pathways (the clone start) is one node they share.
@@ -178,12 +215,20 @@ class Engine:
         first_row = self._record(
             obj, frame, beam, score, iou, occlusion, distinct, kept_scores[first_index[order]]
         )
-        commits, histories = [], []
+        commits, histories, states = [], [], []
         for slot, flat in enumerate(distinct.tolist()):
             parent, candidate = divmod(flat, k)
             commits.append(Commit(first_row + slot, row0 + parent, candidate, beam.nodes[parent]))
+            motion = None
+            if model_steps:
+                motion = model_steps[parent].motion(candidate)
+                states.append(model_steps[parent].child(candidate))
             entry = MemoryEntry(
-                first_row + slot, frame, float(iou[parent, candidate]), float(occlusion[parent])
+                first_row + slot,
+                frame,
+                float(iou[parent, candidate]),
+                float(occlusion[parent]),
+                motion=motion,
             )
             histories.append(strategy.memory.extend(beam.histories[parent], entry))
         new_beam = Beam(
@@ -193,6 +238,7 @@ class Engine:
             [histories[int(s)] for s in pathway_slot],
             slots=[int(s) for s in pathway_slot],
             started=True,
+            states=[states[int(s)] for s in pathway_slot] if states else [],
         )
         return _Step(obj, new_beam, commits)
 
@@ -210,7 +256,7 @@ class Engine:
         return np.where(bad, np.nan, iou).astype(np.float32), usable
 
     def _count_unscorable(
-        self, obj: int, frame: int, iou: Float32Array, score: FloatArray
+        self, obj: int, frame: int, iou: Float32Array | FloatArray, score: FloatArray
     ) -> None:
         """A finite IoU the scoring rule cannot score (a negative IoU under the log) is a
         rejected candidate too: pruning skips non-finite scores, so count and log it here."""
@@ -302,6 +348,7 @@ class Engine:
                 parent_row=np.array([-1]),
             )
             out.append((prompt, node))
+            self._prompt_results[node] = result
             entry = MemoryEntry(node, prompt.frame, result.iou, result.occlusion, conditioning=True)
             entries.setdefault(prompt.obj, []).append(entry)
         self._conditioning = {obj: tuple(found) for obj, found in entries.items()}
@@ -325,7 +372,9 @@ class Engine:
             self.lineage.retire(set(old.nodes))
             for old_history in old.histories:
                 self.lineage.unhold(e.node for e in old_history.recent)
-        self.beams[obj] = Beam(frame, [node], np.zeros(1), [history], slots=[0])
+        model = self.strategy.pathway_model
+        states = [] if model is None else [model.start(self._prompt_results[node])]
+        self.beams[obj] = Beam(frame, [node], np.zeros(1), [history], slots=[0], states=states)
 
     # --- decisions ------------------------------------------------------------------------------
 

@@ -21,7 +21,12 @@ from treemem.types import (
     MemoryEntry,
     MemoryHistory,
     MemoryPlan,
+    PromptResult,
 )
+
+Evidence = Float32Array | FloatArray
+"""Per-candidate evidence a scoring rule turns into scores: the predicted IoUs (float32), or
+a pathway model's likelihoods (float64)."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,12 @@ class RecalledMemory:
 
 
 class Scoring(Protocol):
-    """Score every candidate given its parent's cumulative score: (N,), (N, K) -> (N, K)."""
+    """Score every candidate given its parent's cumulative score: (N,), (N, K) -> (N, K).
 
-    def __call__(self, parent_scores: FloatArray, iou: Float32Array) -> FloatArray: ...
+    `iou` is the per-candidate evidence: the predicted IoUs, or the pathway model's
+    likelihoods when the set has one."""
+
+    def __call__(self, parent_scores: FloatArray, iou: Evidence) -> FloatArray: ...
 
 
 class Pruning(Protocol):
@@ -81,9 +89,10 @@ class StartRule(Protocol):
     """The first step after a prompt, from a single pathway: (K,) IoUs -> kept candidates.
 
     Returns the candidate index of each new pathway (length <= capacity) and their scores.
+    `iou` is the evidence, as for `Scoring`.
     """
 
-    def __call__(self, iou: Float32Array, capacity: int) -> tuple[IntArray, FloatArray]: ...
+    def __call__(self, iou: Evidence, capacity: int) -> tuple[IntArray, FloatArray]: ...
 
 
 class MemorySelection(Protocol):
@@ -109,9 +118,44 @@ class MemoryWeighting(Protocol):
     def __call__(self, recalled: RecalledMemory) -> MemoryPlan: ...
 
 
+class PathwayStep(Protocol):
+    """A pathway model's view of one parent row at one frame (see `PathwayModel.step`).
+
+    `likelihood` (K,) float64 replaces the predicted IoUs as scoring evidence; `motion(k)` is
+    what candidate k stores for memory selection (None when the model has none this frame);
+    `child(k)` is the state of the pathway that keeps candidate k (computed only for kept
+    candidates; children of one parent share its predicted state)."""
+
+    @property
+    def likelihood(self) -> FloatArray: ...
+
+    def motion(self, candidate: int) -> float | None: ...
+
+    def child(self, candidate: int) -> object: ...
+
+
+class PathwayModel(Protocol):
+    """State carried along each pathway (e.g. SAMURAI's Kalman filter on the object's box).
+
+    The engine keeps one opaque state per pathway, next to its memory history: `start` on a
+    (re-)prompt, `step` on every tracking frame with the parent row's candidates. Boxes are
+    (K, 4) x1, y1, x2, y2 (the backend computes them only for sets with a pathway model)."""
+
+    def start(self, prompt: PromptResult) -> object: ...
+
+    def step(
+        self, state: object, iou: Float32Array, boxes: Float32Array, occlusion: float
+    ) -> PathwayStep: ...
+
+
 @dataclass(frozen=True)
 class StrategySet:
-    """Everything the engine needs to run a search; the engine never looks past these."""
+    """Everything the engine needs to run a search; the engine never looks past these.
+
+    `pathway_model` (None for sets without per-pathway state) turns on box proposals and
+    scores candidates by its likelihoods. `presence_threshold` is passed to the backend: a
+    row's masks are emptied and its pointer is the no-object pointer iff its occlusion logit
+    is <= it (SAM 2: 0; SAMURAI: -1)."""
 
     name: str
     pathways: int
@@ -121,3 +165,5 @@ class StrategySet:
     diversity: Diversity | None
     memory: MemorySelection
     weighting: MemoryWeighting
+    pathway_model: PathwayModel | None = None
+    presence_threshold: float = 0.0

@@ -41,7 +41,8 @@ class MemoryEntry:
 
     `iou` is the predicted IoU of the kept candidate and `occlusion` the occlusion logit stored
     with it (the parent's, which is what the memory encoder used). Prompt frames carry
-    `conditioning=True`.
+    `conditioning=True`. `motion` is the kept candidate's motion score when a pathway model
+    scored one (SAMURAI's stable phase), else None.
     """
 
     node: int
@@ -49,6 +50,7 @@ class MemoryEntry:
     iou: float
     occlusion: float
     conditioning: bool = False
+    motion: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,16 +108,23 @@ class Proposals:
 
     iou: (N, K) predicted IoU of each candidate; occlusion: (N,) occlusion logit of each row
     (o > 0: object present). Candidate masks stay on the backend, addressed by (row, k).
+    boxes: (N, K, 4) each candidate mask's box (x1, y1, x2, y2), max inclusive, [0, 0, 0, 0]
+    for an empty mask; only when `propose` was asked for boxes, else None.
     """
 
     iou: Float32Array
     occlusion: Float32Array
+    boxes: Float32Array | None = None
 
     def __post_init__(self) -> None:
         if self.iou.ndim != 2 or self.occlusion.shape != (self.iou.shape[0],):
             raise ValueError(
                 f"proposals need iou (N, K) and occlusion (N,), got {self.iou.shape} and "
                 f"{self.occlusion.shape}"
+            )
+        if self.boxes is not None and self.boxes.shape != (*self.iou.shape, 4):
+            raise ValueError(
+                f"proposals need boxes (N, K, 4) = {(*self.iou.shape, 4)}, got {self.boxes.shape}"
             )
 
 
@@ -162,10 +171,15 @@ class Prompt:
 
 @dataclass(frozen=True)
 class PromptResult:
-    """What a backend reports for a prompted (conditioning) frame of one object."""
+    """What a backend reports for a prompted (conditioning) frame of one object.
+
+    `box` (x1, y1, x2, y2) is set only when the prompt frame itself chose among candidates
+    (a single click: SAM 2's multimask output), so a pathway model can start there.
+    """
 
     iou: float
     occlusion: float
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

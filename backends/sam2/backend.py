@@ -42,6 +42,29 @@ IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 
 
+def candidate_boxes(low_res: torch.Tensor, image_size: int) -> np.ndarray:
+    """(U, K, h, w) mask logits -> (U, K, 4) float32 boxes x1, y1, x2, y2 on the model's
+    square input grid: upsampled as sam2 does, pixels with logit > 0, max inclusive, an
+    empty mask [0, 0, 0, 0] (SAMURAI's boxes)."""
+    high = F.interpolate(
+        low_res.float(), size=(image_size, image_size), mode="bilinear", align_corners=False
+    )
+    inside = high > 0
+    rows, cols = inside.any(dim=-1), inside.any(dim=-2)
+    index = torch.arange(image_size, device=low_res.device)
+    box = torch.stack(
+        [
+            torch.where(cols, index, image_size).amin(dim=-1),
+            torch.where(rows, index, image_size).amin(dim=-1),
+            torch.where(cols, index, -1).amax(dim=-1),
+            torch.where(rows, index, -1).amax(dim=-1),
+        ],
+        dim=-1,
+    )
+    box = torch.where(rows.any(dim=-1)[..., None], box, torch.zeros_like(box))
+    return box.cpu().numpy().astype(np.float32)
+
+
 @dataclass(frozen=True)
 class FrameFeatures:
     """The image encoder's output for one frame (batch 1), flattened as sam2 does."""
@@ -59,14 +82,26 @@ class FrameFeatures:
         ]
 
 
-@dataclass(frozen=True)
+@dataclass
 class StoredMemory:
-    """One committed candidate: what later frames read, and its mask for output."""
+    """One committed candidate: what later frames read, and its mask for output.
+
+    Features are stored in bfloat16, as sam2 stores them; the float32 token layout memory
+    attention reads is made once, on first use, and kept while the memory lives.
+    """
 
     features: torch.Tensor  # (1, C_mem, H, W) bfloat16
     pointer: torch.Tensor  # (1, C)
     low_res_mask: torch.Tensor  # (1, 1, h, w) logits
     content: int
+    _tokens: torch.Tensor | None = None
+
+    def tokens(self, device: torch.device) -> torch.Tensor:
+        """(HW, 1, C_mem) float32 tokens on `device`."""
+        if self._tokens is None or self._tokens.device != device:
+            stored = self.features.to(device)
+            self._tokens = stored.flatten(2).permute(2, 0, 1).float()
+        return self._tokens
 
 
 @dataclass
@@ -79,6 +114,8 @@ class _Pending:
     tokens: torch.Tensor  # (U, K, C)
     occlusion: torch.Tensor  # (U, 1)
     signatures: list[tuple[Any, ...]]
+    present: list[bool]  # occlusion > threshold per unique plan, read on the host once
+    presence_threshold: float = 0.0
 
 
 class Sam2Backend:
@@ -107,6 +144,7 @@ class Sam2Backend:
         self._next_content = 0
         self._maskmem_pos: torch.Tensor | None = None
         self._pointer_pos_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._spatial_pos_cache: dict[int, torch.Tensor] = {}
         self._last: FrameFeatures | None = None
         self._pending: _Pending | None = None
         self.distinct_rows: list[int] = []
@@ -208,8 +246,16 @@ class Sam2Backend:
             content,
         )
         self._hold(node, content)
+        # A single click chose among 3 candidates (sam2's multimask output): report the kept
+        # mask's box, where SAMURAI's filter starts.
+        box = None
+        if point_inputs is not None and model._use_multimask(True, point_inputs):
+            x1, y1, x2, y2 = candidate_boxes(low_res, model.image_size)[0, 0].tolist()
+            box = (x1, y1, x2, y2)
         # A mask prompt's IoU is sam2's dummy 1; for clicks, the chosen mask's predicted IoU.
-        return PromptResult(iou=float(ious.max().item()), occlusion=float(occlusion.item()))
+        return PromptResult(
+            iou=float(ious.max().item()), occlusion=float(occlusion.item()), box=box
+        )
 
     def _point_inputs(self, prompt: Prompt) -> dict[str, torch.Tensor]:
         height, width = self._frame_size
@@ -256,7 +302,17 @@ class Sam2Backend:
         return (spatial, pointers)
 
     @torch.inference_mode()
-    def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
+    def propose(
+        self,
+        features: object,
+        queries: Sequence[PathwayQuery],
+        *,
+        boxes: bool = False,
+        presence_threshold: float = 0.0,
+    ) -> Proposals:
+        """See `treemem.backend.Backend.propose`: `presence_threshold` empties the masks and
+        sets the no-object pointer for rows with occlusion logit <= it (sam2's rule is 0);
+        the memory encoder keeps sam2's own rule (absent iff <= 0)."""
         assert isinstance(features, FrameFeatures)
         signatures: list[tuple[Any, ...]] = []
         plans: list[MemoryPlan] = []
@@ -278,25 +334,35 @@ class Sam2Backend:
         tokens: list[torch.Tensor | None] = [None] * len(plans)
         occlusion: list[torch.Tensor | None] = [None] * len(plans)
         for members in groups.values():
-            out = self._track([plans[u] for u in members], features)
+            out = self._track([plans[u] for u in members], features, presence_threshold)
             for i, u in enumerate(members):
                 low_res[u], ious[u] = out[0][i : i + 1], out[1][i : i + 1]
                 tokens[u], occlusion[u] = out[2][i : i + 1], out[3][i : i + 1]
+        unique_occlusion = torch.cat([t for t in occlusion if t is not None])
+        unique_iou = torch.cat([t for t in ious if t is not None]).float().cpu().numpy()
+        unique_occ = unique_occlusion[:, 0].float().cpu().numpy()
         self._pending = _Pending(
             features,
             row_to_unique,
             torch.cat([t for t in low_res if t is not None]),
             torch.cat([t for t in tokens if t is not None]),
-            torch.cat([t for t in occlusion if t is not None]),
+            unique_occlusion,
             signatures,
+            (unique_occ > presence_threshold).tolist(),
+            presence_threshold,
         )
-        unique_iou = torch.cat([t for t in ious if t is not None]).float().cpu().numpy()
-        unique_occ = self._pending.occlusion[:, 0].float().cpu().numpy()
         rows = np.asarray(row_to_unique)
-        return Proposals(unique_iou[rows].astype(np.float32), unique_occ[rows].astype(np.float32))
+        unique_boxes = None
+        if boxes:
+            unique_boxes = candidate_boxes(self._pending.low_res, self.model.image_size)
+        return Proposals(
+            unique_iou[rows].astype(np.float32),
+            unique_occ[rows].astype(np.float32),
+            None if unique_boxes is None else unique_boxes[rows],
+        )
 
     def _track(
-        self, plans: list[MemoryPlan], features: FrameFeatures
+        self, plans: list[MemoryPlan], features: FrameFeatures, presence_threshold: float = 0.0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Memory attention + mask decoder for plans of one layout, as one batch."""
         model = self.model
@@ -329,7 +395,8 @@ class Sam2Backend:
             high_res_features=high_res,
         )
         if model.pred_obj_scores:
-            low_res = torch.where((occlusion > 0)[:, None, None], low_res, NO_OBJ_SCORE)
+            present = occlusion > presence_threshold
+            low_res = torch.where(present[:, None, None], low_res, NO_OBJ_SCORE)
         return low_res.float(), ious, tokens, occlusion
 
     def _assemble(
@@ -344,12 +411,9 @@ class Sam2Backend:
         for plan in plans:
             feats, pos, weight = [], [], []
             for ref in plan.spatial:
-                stored = self._memory(ref.node).features.to(self.device)
-                tokens = stored.flatten(2).permute(2, 0, 1).float()
+                tokens = self._memory(ref.node).tokens(self.device)
                 feats.append(tokens)
-                pos.append(
-                    self._maskmem_pos + model.maskmem_tpos_enc[self._tpos_index(ref.position)]
-                )
+                pos.append(self._spatial_position(ref.position))
                 weight.append(torch.full((tokens.shape[0],), ref.weight))
             if plan.pointers:
                 pointers = torch.stack([self._memory(r.node).pointer for r in plan.pointers], dim=0)
@@ -375,6 +439,15 @@ class Sam2Backend:
             return memory, memory_pos, None, num_pointer_tokens
         key_weight = all_weights.to(device=self.device, dtype=memory.dtype)[..., None]
         return memory, memory_pos, key_weight, num_pointer_tokens
+
+    def _spatial_position(self, position: int) -> torch.Tensor:
+        """(HW, 1, C_mem) positional encoding of a spatial entry, as sam2 adds it."""
+        cached = self._spatial_pos_cache.get(position)
+        if cached is None:
+            assert self._maskmem_pos is not None
+            tpos = self.model.maskmem_tpos_enc[self._tpos_index(position)]
+            cached = self._spatial_pos_cache[position] = self._maskmem_pos + tpos
+        return cached
 
     def _tpos_index(self, position: int) -> int:
         slots = self.model.num_maskmem
@@ -419,7 +492,7 @@ class Sam2Backend:
         work: list[tuple[int, int, int]] = []
         for commit in commits:
             unique = pending.row_to_unique[commit.row]
-            present = bool(pending.occlusion[unique, 0] > 0)
+            present = pending.present[unique]
             key = (unique, commit.candidate if present or not absent_alias else -1)
             if key not in contents:
                 contents[key] = self._new_content()
@@ -464,7 +537,8 @@ class Sam2Backend:
         for i, (content, unique, candidate) in enumerate(work):
             pointer = model.obj_ptr_proj(pending.tokens[unique, candidate][None])
             if model.pred_obj_scores:
-                present = (pending.occlusion[unique : unique + 1] > 0).float()
+                occlusion = pending.occlusion[unique : unique + 1]
+                present = (occlusion > pending.presence_threshold).float()
                 if model.fixed_no_obj_ptr:
                     pointer = present * pointer
                 pointer = pointer + (1 - present) * model.no_obj_ptr
