@@ -204,19 +204,16 @@ class Engine:
         if kept.size == 0:
             raise TreememError(f"object {obj}, frame {frame}: the backend gave no usable candidate")
         # A candidate kept for several pathways (the clone start) is one node they share.
-        distinct, first_index, pathway_node = np.unique(
-            kept, return_index=True, return_inverse=True
-        )
-        order = np.argsort(first_index)
-        distinct = distinct[order]
-        rank_of = np.empty_like(order)
-        rank_of[order] = np.arange(order.size)
-        pathway_slot = rank_of[pathway_node]
-        first_row = self._record(
-            obj, frame, beam, score, iou, occlusion, distinct, kept_scores[first_index[order]]
-        )
+        kept_list = kept.tolist()
+        slot_of: dict[int, int] = {}
+        for flat in kept_list:
+            slot_of.setdefault(flat, len(slot_of))
+        pathway_slot = [slot_of[flat] for flat in kept_list]
+        distinct = np.fromiter(slot_of, dtype=np.int64, count=len(slot_of))
+        first_scores = np.asarray(kept_scores, np.float64)[[kept_list.index(f) for f in slot_of]]
+        first_row = self._record(obj, frame, beam, score, iou, occlusion, distinct, first_scores)
         commits, histories, states = [], [], []
-        for slot, flat in enumerate(distinct.tolist()):
+        for slot, flat in enumerate(slot_of):
             parent, candidate = divmod(flat, k)
             commits.append(Commit(first_row + slot, row0 + parent, candidate, beam.nodes[parent]))
             motion = None
@@ -233,12 +230,12 @@ class Engine:
             histories.append(strategy.memory.extend(beam.histories[parent], entry))
         new_beam = Beam(
             frame,
-            [first_row + int(s) for s in pathway_slot],
+            [first_row + s for s in pathway_slot],
             np.asarray(kept_scores, np.float64),
-            [histories[int(s)] for s in pathway_slot],
-            slots=[int(s) for s in pathway_slot],
+            [histories[s] for s in pathway_slot],
+            slots=pathway_slot,
             started=True,
-            states=[states[int(s)] for s in pathway_slot] if states else [],
+            states=[states[s] for s in pathway_slot] if states else [],
         )
         return _Step(obj, new_beam, commits)
 
@@ -283,7 +280,9 @@ class Engine:
 
         `parent` is the slot the parent node was recorded in at the previous frame."""
         n, k = iou.shape
-        pruned = np.setdiff1d(np.arange(n * k), kept)
+        is_kept = np.zeros(n * k, dtype=bool)
+        is_kept[kept] = True
+        pruned = np.flatnonzero(~is_kept)
         flat = np.concatenate([kept, pruned])
         parents = flat // k
         return self.record.append(
