@@ -73,6 +73,30 @@ def run(
     return seconds / len(frames), float(np.mean(backend.distinct_rows))
 
 
+def sam2_predictor_seconds(model: Any, frames: np.ndarray, mask: np.ndarray) -> float:
+    """sam2's own SAM2VideoPredictor on the same frames (JPEG folder), seconds per frame of
+    propagation (frame loading excluded)."""
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as folder:
+        for index, frame in enumerate(frames):
+            Image.fromarray(frame).save(Path(folder) / f"{index:05d}.jpg", quality=95)
+        state = model.init_state(video_path=folder)
+        model.add_new_mask(state, 0, 1, mask)
+        cuda = next(model.parameters()).is_cuda
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in model.propagate_in_video(state):
+            pass
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / len(frames)
+
+
 def instrument(model: Any, timers: Timers) -> Callable[[], None]:
     originals = (
         model.forward_image,
@@ -111,6 +135,9 @@ def main() -> None:
     parser.add_argument(
         "--long", action="store_true", help="also peak memory at 100 / 1,000 frames"
     )
+    parser.add_argument(
+        "--compare-sam2", action="store_true", help="also time sam2's own predictor (greedy)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -144,6 +171,12 @@ def main() -> None:
     print("| strategy | s/frame | x greedy | distinct pathways/frame | floor x greedy | x floor |")
     print("| --- | --- | --- | --- | --- | --- |")
     print(f"| greedy | {greedy_spf:.4f} | 1.00 | 1.00 | 1.00 | - |")
+    if args.compare_sam2:
+        reference = sam2_predictor_seconds(model, frames, mask)
+        print(
+            f"| sam2 SAM2VideoPredictor | {reference:.4f} | {reference / greedy_spf:.2f} "
+            "| - | - | - |"
+        )
     for pathways in (2, 3, 4):
         spf, distinct = run(model, frames, mask, "sam2long", {"pathways": pathways})
         floor = split.get("image encoder", 0.0) + distinct * rest

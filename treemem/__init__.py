@@ -1,5 +1,6 @@
 """treemem: long-video object segmentation by search over segmentation hypotheses."""
 
+from treemem.api import Predictor, PredictorState, TrackResult, track
 from treemem.engine import Engine
 from treemem.registry import load_strategy, register_strategy
 from treemem.tree import TreeRecord
@@ -8,10 +9,14 @@ from treemem.types import FrameDecision, Prompt, TreememError
 __all__ = [
     "Engine",
     "FrameDecision",
+    "Predictor",
+    "PredictorState",
     "Prompt",
+    "TrackResult",
     "TreeRecord",
     "TreememError",
     "load_strategy",
     "register_strategy",
+    "track",
 ]
 __version__ = "0.1.0"

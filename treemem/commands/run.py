@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 import treemem
+from treemem.api import import_sam2_backend
 from treemem.backend import Backend
 from treemem.engine import Engine
 from treemem.io.atomic import remove_temporaries
@@ -176,14 +177,7 @@ def check_sam2_options(args: argparse.Namespace) -> None:
 
 def open_sam2(args: argparse.Namespace, video: VideoSource) -> tuple[Backend, dict[str, Any]]:
     """The SAM 2 backend reading frames from `video` (imported here: torch is heavy)."""
-    try:
-        module = importlib.import_module("treemem.backends.sam2")
-    except ImportError as error:
-        if (error.name or "").startswith("treemem"):
-            raise
-        raise InputError(
-            f"the sam2 backend needs `pip install 'treemem[sam2]'` (missing: {error.name})"
-        ) from None
+    module = import_sam2_backend()
     backend: Backend = module.open_backend(
         read_frame=video.read,
         num_frames=video.num_frames,
