@@ -54,14 +54,6 @@ class Sampled:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    @property
-    def num_frames(self) -> int:
-        return self.inner.num_frames
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        return self.inner.frame_size
-
     def encode(self, frame: int) -> object:
         if frame in self.at:  # frame f is encoded after frames 0..f-1 were tracked
             self.samples[frame] = (peak_rss_mib(), current_rss_mib())

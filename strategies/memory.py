@@ -20,6 +20,18 @@ def _conditioning(
     return spatial, pointers
 
 
+def _recent_pointers(
+    history: MemoryHistory, frame: int, pointer_frames: int
+) -> tuple[tuple[MemoryEntry, int], ...]:
+    """SAM 2's object pointers: the tracked frames at most `pointer_frames` back, newest first,
+    at their frame distance."""
+    return tuple(
+        (e, frame - e.frame)
+        for e in reversed(history.recent)
+        if 1 <= frame - e.frame <= pointer_frames
+    )
+
+
 @dataclass(frozen=True)
 class RecentFrames:
     """Plain SAM 2: the `spatial_frames` most recent frames and `pointer_frames` most recent
@@ -40,11 +52,7 @@ class RecentFrames:
             for e in history.recent
             if 1 <= frame - e.frame <= self.spatial_frames
         )
-        pointers = tuple(
-            (e, frame - e.frame)
-            for e in reversed(history.recent)
-            if 1 <= frame - e.frame <= self.pointer_frames
-        )
+        pointers = _recent_pointers(history, frame, self.pointer_frames)
         return RecalledMemory(cond_spatial + spatial, cond_pointers + pointers)
 
     def restart(self, history: MemoryHistory) -> MemoryHistory:

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from treemem.strategies.memory import _conditioning
+from treemem.strategies.memory import _conditioning, _recent_pointers
 from treemem.strategy import RecalledMemory
 from treemem.types import Float32Array, FloatArray, MemoryEntry, MemoryHistory, PromptResult
 
@@ -274,11 +274,7 @@ class MotionAwareFrames:
             chosen.append(previous[0])
         newest = chosen[-self.spatial_frames :] if self.spatial_frames > 0 else []
         spatial = tuple((e, len(newest) - i) for i, e in enumerate(newest))
-        pointers = tuple(
-            (e, frame - e.frame)
-            for e in reversed(history.recent)
-            if 1 <= frame - e.frame <= self.pointer_frames
-        )
+        pointers = _recent_pointers(history, frame, self.pointer_frames)
         return RecalledMemory(cond_spatial + spatial, cond_pointers + pointers)
 
     def restart(self, history: MemoryHistory) -> MemoryHistory:

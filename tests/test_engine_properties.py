@@ -9,7 +9,7 @@ against a plain re-statement of the selection rule (`expected_survivors`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import networkx as nx
@@ -18,17 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scripted import CheckedMemory
 
 from treemem import Engine, Prompt, TreememError, TreeRecord, load_strategy
-from treemem.types import (
-    BoolArray,
-    Commit,
-    FrameDecision,
-    MemoryContractError,
-    PathwayQuery,
-    PromptResult,
-    Proposals,
-)
+from treemem.types import FrameDecision, PathwayQuery, Proposals
 
 EPS = 1e-5
 HISTORY_WINDOW = 16  # sam2long: 15 valid frames + the previous one; greedy: max(6, 15)
@@ -37,62 +30,26 @@ SPECIAL_IOU = [0.0, 0.0, 1.0, 0.25, 0.5, 0.5, 0.505, 0.5049, 0.9, float("nan")]
 SPECIAL_OCCLUSION = [-3.0, -2.0, -0.5, 0.0, 0.0, 0.5, 2.0, 2.5, 8.0, float("nan"), float("inf")]
 
 
-class ScriptedBackend:
+class ScriptedBackend(CheckedMemory):
     """Replays scripted proposals per object; checks the memory contract as it goes."""
 
     def __init__(self, scripts: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
-        self.scripts = scripts
         first = next(iter(scripts.values()))[0]
-        self._num_frames = int(first.shape[0])
-        self.held: set[int] = set()
-        self.peak_held = 0
-
-    @property
-    def num_frames(self) -> int:
-        return self._num_frames
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        return (2, 2)
-
-    def encode(self, frame: int) -> object:
-        return frame
-
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
-        self._hold([node])
-        return PromptResult(1.0, 10.0)
+        super().__init__(int(first.shape[0]), (2, 2))
+        self.scripts = scripts
 
     def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
         assert isinstance(features, int)
+        self.check_plans(queries)
         rows_seen: dict[int, int] = {}
         ious, occlusions = [], []
         for query in queries:
-            if not query.plan.nodes() <= self.held:
-                raise MemoryContractError(f"plan reads released {query.plan.nodes() - self.held}")
             row = rows_seen.get(query.obj, 0)
             rows_seen[query.obj] = row + 1
             iou, occlusion = self.scripts[query.obj]
             ious.append(iou[features, row])
             occlusions.append(occlusion[features, row])
         return Proposals(np.array(ious, np.float32), np.array(occlusions, np.float32))
-
-    def commit(self, features: object, commits: Sequence[Commit]) -> None:
-        self._hold(c.node for c in commits)
-
-    def mask(self, node: int) -> BoolArray:
-        if node not in self.held:
-            raise MemoryContractError(f"mask of released node {node}")
-        return np.zeros((2, 2), bool)
-
-    def release(self, nodes: Iterable[int]) -> None:
-        for node in nodes:
-            if node not in self.held:
-                raise MemoryContractError(f"released node {node} twice")
-            self.held.remove(node)
-
-    def _hold(self, nodes: Iterable[int]) -> None:
-        self.held.update(nodes)
-        self.peak_held = max(self.peak_held, len(self.held))
 
 
 @dataclass(frozen=True)

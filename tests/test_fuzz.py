@@ -11,7 +11,6 @@ no usable candidate, and nothing else.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scripted import CheckedMemory
 
 from treemem import Engine, Prompt, TreememError, TreeRecord, load_strategy
 from treemem.metrics import VideoEvaluator, objects_of, summarize
-from treemem.types import (
-    BoolArray,
-    Commit,
-    MemoryContractError,
-    PathwayQuery,
-    PromptResult,
-    Proposals,
-)
+from treemem.types import MemoryContractError, PathwayQuery, Proposals
 
 EPS = 1e-5  # sam2long's scoring eps
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -39,56 +32,29 @@ IOU_VALUES = [0.0, 0.0, 1.0, 0.5, 0.5, 0.505, -0.25, 1.5, float("nan"), float("i
 OCCLUSION_VALUES = [-8.0, -1.0, 0.0, 0.0, 2.0, 8.0, float("nan"), float("inf"), float("-inf")]
 
 
-@dataclass
-class Replay:
+class Replay(CheckedMemory):
     """A backend replaying scripted (T, R, K) IoUs and (T, R) occlusion logits per object.
 
     Row r of a frame's batch for an object gets script row r mod R. It records how many rows each
     object was asked for on each frame, and refuses reads of released memory."""
 
-    scripts: dict[int, tuple[np.ndarray, np.ndarray]]
-    asked: dict[tuple[int, int], int] = field(default_factory=dict)
-    held: set[int] = field(default_factory=set)
-
-    @property
-    def num_frames(self) -> int:
-        return int(next(iter(self.scripts.values()))[0].shape[0])
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        return (2, 2)
-
-    def encode(self, frame: int) -> object:
-        return frame
-
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
-        self.held.add(node)
-        return PromptResult(1.0, 5.0)
+    def __init__(self, scripts: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+        num_frames = int(next(iter(scripts.values()))[0].shape[0])
+        super().__init__(num_frames, (2, 2), prompt_occlusion=5.0)
+        self.scripts = scripts
+        self.asked: dict[tuple[int, int], int] = {}
 
     def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
         assert isinstance(features, int)
+        self.check_plans(queries)
         ious, occlusions = [], []
         for query in queries:
-            if not query.plan.nodes() <= self.held:
-                raise MemoryContractError(f"reads released {query.plan.nodes() - self.held}")
             row = self.asked.get((query.obj, features), 0)
             self.asked[(query.obj, features)] = row + 1
             iou, occlusion = self.scripts[query.obj]
             ious.append(iou[features, row % iou.shape[1]])
             occlusions.append(occlusion[features, row % iou.shape[1]])
         return Proposals(np.array(ious, np.float32), np.array(occlusions, np.float32))
-
-    def commit(self, features: object, commits: Sequence[Commit]) -> None:
-        self.held.update(c.node for c in commits)
-
-    def mask(self, node: int) -> BoolArray:
-        assert node in self.held, f"mask of released node {node}"
-        return np.zeros((2, 2), bool)
-
-    def release(self, nodes: Iterable[int]) -> None:
-        for node in nodes:
-            assert node in self.held, f"node {node} released twice"
-            self.held.remove(node)
 
 
 @st.composite
@@ -279,14 +245,7 @@ def random_trees(draw: st.DrawFn) -> TreeRecord:
 @FUZZ
 @given(random_trees())
 def test_random_trees_round_trip_through_jsonl(record: TreeRecord) -> None:
-    path = round_trip_path()
-    record.save_jsonl(path)
-    loaded = TreeRecord.load_jsonl(path)
-    a, b = record.columns(), loaded.columns()
-    for name in ("object", "frame", "slot", "parent", "candidate", "kept"):
-        assert np.array_equal(getattr(a, name), getattr(b, name)), name
-    for name in ("score", "iou", "occlusion"):
-        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+    path, loaded = save_and_load(record)
     # Saving what was loaded gives the same bytes.
     again = path.with_suffix(".again")
     loaded.save_jsonl(again)
@@ -308,7 +267,8 @@ def _scratch(tmp_path: Path) -> Iterable[None]:
     _TMP.pop(0)
 
 
-def assert_round_trip(record: TreeRecord) -> None:
+def save_and_load(record: TreeRecord) -> tuple[Path, TreeRecord]:
+    """Save `record` as JSON lines and load it back; every column must come back equal."""
     path = round_trip_path()
     record.save_jsonl(path)
     loaded = TreeRecord.load_jsonl(path)
@@ -317,8 +277,13 @@ def assert_round_trip(record: TreeRecord) -> None:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     for name in ("score", "iou", "occlusion"):
         assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+    return path, loaded
+
+
+def assert_round_trip(record: TreeRecord) -> None:
+    _, loaded = save_and_load(record)
     assert np.array_equal(record.parent_rows(), loaded.parent_rows())
-    for obj in set(a.object.tolist()):
+    for obj in set(record.columns().object.tolist()):
         assert loaded.best_path(obj) == record.best_path(obj)
 
 

@@ -3,52 +3,26 @@
 from __future__ import annotations
 
 import numpy as np
+from scripted import CheckedMemory
 
 from treemem import Engine, Prompt, load_strategy
-from treemem.types import Commit, PathwayQuery, PromptResult, Proposals
+from treemem.types import PathwayQuery, Proposals
 
 
-class RandomBackend:
-    """Random IoUs and occlusion logits; asserts the engine never reads released memory."""
+class RandomBackend(CheckedMemory):
+    """Random IoUs and occlusion logits; the engine must never read released memory."""
 
     def __init__(self, num_frames: int = 30, seed: int = 0) -> None:
-        self._num_frames = num_frames
+        super().__init__(num_frames, (4, 4))
         self.rng = np.random.default_rng(seed)
-        self.held: set[int] = set()
-
-    @property
-    def num_frames(self) -> int:
-        return self._num_frames
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        return (4, 4)
-
-    def encode(self, frame: int) -> object:
-        return frame
-
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
-        self.held.add(node)
-        return PromptResult(1.0, 10.0)
 
     def propose(self, features: object, queries: list[PathwayQuery]) -> Proposals:
-        for query in queries:
-            assert query.plan.nodes() <= self.held
+        self.check_plans(queries)
         n = len(queries)
         return Proposals(
             self.rng.uniform(0, 1, (n, 3)).astype(np.float32),
             self.rng.normal(0, 3, n).astype(np.float32),
         )
-
-    def commit(self, features: object, commits: list[Commit]) -> None:
-        self.held.update(c.node for c in commits)
-
-    def mask(self, node: int) -> np.ndarray:
-        assert node in self.held
-        return np.zeros((4, 4), bool)
-
-    def release(self, nodes: list[int]) -> None:
-        self.held.difference_update(nodes)
 
 
 def test_every_frame_decided_once_and_memory_bounded() -> None:

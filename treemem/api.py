@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
@@ -38,6 +37,7 @@ from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
     BoolArray,
+    Closing,
     ConfigError,
     FrameDecision,
     InputError,
@@ -213,7 +213,7 @@ def as_prompts(
 
 
 @dataclass(eq=False)
-class PredictorState:
+class PredictorState(Closing):
     """What `Predictor.init_state` returns (sam2's `inference_state`): one video, its prompts,
     and after `propagate_in_video` the search tree and decisions.
 
@@ -255,16 +255,6 @@ class PredictorState:
         """Close the video file (the state's prompts and tree stay readable)."""
         self._closers.close()
 
-    def __enter__(self) -> PredictorState:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _check_frame(self, frame: int) -> None:
         if not 0 <= frame < self.num_frames:

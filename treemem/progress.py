@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from types import TracebackType
 from typing import TextIO
+
+from treemem.types import Closing
 
 
 def _clock(seconds: float) -> str:
@@ -14,7 +15,7 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
 
 
-class ProgressBar:
+class ProgressBar(Closing):
     """`label  42% |#####     | 120/289 frames [00:08<00:11, 14.2 frames/s]`.
 
     Redraws at most every `interval` seconds. Off by default when `stream` is not a terminal
@@ -74,14 +75,3 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self._shown = False
-
-    def __enter__(self) -> ProgressBar:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -8,7 +8,8 @@ candidates per pathway).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from types import TracebackType
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,28 @@ class ConfigError(TreememError):
 
 class MemoryContractError(TreememError):
     """A memory-selection strategy asked for memory the engine had already released."""
+
+
+ClosingT = TypeVar("ClosingT", bound="Closing")
+
+
+class Closing:
+    """Base of objects that hold something until `close()`: `with` closes them on leaving,
+    error or not (video readers, the progress bar, a predictor's state)."""
+
+    def close(self) -> None:
+        """Release what the object holds; subclasses override it."""
+
+    def __enter__(self: ClosingT) -> ClosingT:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ of one row takes a different kernel than a batch of rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,8 @@ class Sam2Backend:
         self._pointer_pos_cache: dict[tuple[int, ...], torch.Tensor] = {}
         self._spatial_pos_cache: dict[int, torch.Tensor] = {}
         self._last: FrameFeatures | None = None
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treemem-frames")
+        self._pending_frames: dict[int, Future[torch.Tensor]] = {}
         self._pending: _Pending | None = None
         self.distinct_rows: list[int] = []
 
@@ -178,11 +181,23 @@ class Sam2Backend:
         image /= std
         return image.to(self.device)[None]
 
+    def _prefetch(self, frame: int) -> Future[torch.Tensor]:
+        """Frame `frame`'s input tensor, decoded and resized on a reader thread; the next
+        frame is started at once, so decoding overlaps the model's work on this one. All
+        reads go through that one thread, so the video reader is never used concurrently."""
+        future = self._pending_frames.pop(frame, None)
+        if future is None:
+            future = self._reader.submit(self._image, frame)
+        self._pending_frames.clear()
+        if frame + 1 < self._num_frames:
+            self._pending_frames[frame + 1] = self._reader.submit(self._image, frame + 1)
+        return future
+
     @torch.inference_mode()
     def encode(self, frame: int) -> FrameFeatures:
         if self._last is not None and self._last.frame == frame:
             return self._last
-        backbone = self.model.forward_image(self._image(frame))
+        backbone = self.model.forward_image(self._prefetch(frame).result())
         _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
         self._last = FrameFeatures(frame, feats, pos, sizes)
         return self._last

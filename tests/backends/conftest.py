@@ -40,7 +40,6 @@ def oracle_frames(torch_threads: None) -> tuple[Path, Callable[[int], np.ndarray
 def cups_clip(tmp_path_factory: pytest.TempPathFactory, torch_threads: None) -> Path:
     """The first 12 frames of a real mp4, downscaled to 320x180 JPEGs (cut at run time)."""
     av = pytest.importorskip("av")
-    from PIL import Image
 
     source = VIDEOS / "02_cups.mp4"
     if not source.exists():

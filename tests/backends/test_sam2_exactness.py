@@ -30,7 +30,9 @@ def _reader(folder: Path) -> tuple[Callable[[int], np.ndarray], int, tuple[int, 
     return read, len(files), (first.shape[0], first.shape[1])
 
 
-def _sam2_predictor_masks(model: object, folder: Path, prompts: list[Prompt]) -> dict[tuple[int, int], np.ndarray]:
+def _sam2_predictor_masks(
+    model: object, folder: Path, prompts: list[Prompt]
+) -> dict[tuple[int, int], np.ndarray]:
     state = model.init_state(video_path=str(folder))  # type: ignore[attr-defined]
     for prompt in sorted(prompts, key=lambda p: (p.frame, p.obj)):
         model.add_new_mask(state, prompt.frame, prompt.obj, prompt.mask)  # type: ignore[attr-defined]
@@ -139,7 +141,9 @@ def _oracle_checkpoint(path: Path) -> Path:
     from sam2.build_sam import build_sam2
 
     torch.manual_seed(1)
-    state = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu").state_dict()
+    state = build_sam2(
+        "configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu"
+    ).state_dict()
     state["sam_mask_decoder.iou_prediction_head.layers.2.weight"] *= 40.0
     state["sam_mask_decoder.pred_obj_score_head.layers.2.weight"] *= 3000.0
     state["sam_mask_decoder.pred_obj_score_head.layers.2.bias"].fill_(-116.5)
@@ -155,7 +159,7 @@ def _oracle_checkpoint(path: Path) -> Path:
 def test_sam2long_equals_reference_oracle(oracle_frames: tuple, tmp_path: Path) -> None:
     from treemem.backends.sam2 import load_model
 
-    folder, read, mask = oracle_frames
+    _, read, mask = oracle_frames
     reference = np.load(ORACLE / "reference.npz")
     checkpoint = _oracle_checkpoint(tmp_path / "sam2.1_hiera_tiny.pt")
     model = load_model(checkpoint, device="cpu")

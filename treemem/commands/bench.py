@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from treemem.api import import_sam2_backend
 from treemem.backend import Backend
+from treemem.commands.run import open_synthetic
 from treemem.engine import Engine
 from treemem.evaluation import (
     VideoMasks,
@@ -165,28 +167,17 @@ def open_backend(job: VideoJob, models: dict[Any, Any] | None = None) -> tuple[B
     """
     video_dir = Path(job.video_dir)
     if job.backend == "synthetic":
-        synthetic_video = importlib.import_module("treemem.backends.synthetic_video")
-        synthetic = importlib.import_module("treemem.backends.synthetic")
-        if not (video_dir / "video.json").is_file():
-            raise InputError(
-                f"{video_dir} is not a saved synthetic video (no video.json); write the suite "
-                "with `treemem bench --make-synthetic DIR` or use --backend sam2"
-            )
-        video = synthetic_video.SyntheticVideo.load(video_dir)
-        synthetic_backend: Backend = synthetic.SyntheticBackend(video, seed=job.seed)
+        synthetic_backend, _, _ = open_synthetic(
+            video_dir,
+            seed=job.seed,
+            hint="write the suite with `treemem bench --make-synthetic DIR` or use --backend sam2",
+        )
         names = sorted(p.stem for p in (video_dir / "frames").glob("*.png"))
         return synthetic_backend, names
     if job.backend == "sam2":
         if job.checkpoint is None:
             raise InputError("--backend sam2 needs --checkpoint CKPT (a SAM 2 / SAM 2.1 .pt file)")
-        try:
-            sam2 = importlib.import_module("treemem.backends.sam2")
-        except ImportError as error:
-            if (error.name or "").startswith("treemem"):
-                raise
-            raise InputError(
-                f"the sam2 backend needs `pip install 'treemem[sam2]'` (missing: {error.name})"
-            ) from None
+        sam2 = import_sam2_backend()
         frames = FrameFolder(video_dir / "frames")
         key = (job.checkpoint, job.device, job.image_size)
         model = models.get(key) if models is not None else None

@@ -199,15 +199,18 @@ def open_sam2(args: argparse.Namespace, video: VideoSource) -> tuple[Backend, di
     return backend, backend_info
 
 
-def open_synthetic(folder: Path, *, seed: int) -> tuple[Backend, dict[str, Any], dict[str, Any]]:
-    """The synthetic backend over a saved synthetic video folder."""
+def open_synthetic(
+    folder: Path,
+    *,
+    seed: int,
+    hint: str = "--backend synthetic reads the folders `treemem demo` writes",
+) -> tuple[Backend, dict[str, Any], dict[str, Any]]:
+    """The synthetic backend over a saved synthetic video folder; `hint` ends the error
+    message for a folder that is not one (what the user should do instead)."""
     synthetic_video = importlib.import_module("treemem.backends.synthetic_video")
     synthetic = importlib.import_module("treemem.backends.synthetic")
     if not (folder / "video.json").is_file():
-        raise InputError(
-            f"{folder} is not a saved synthetic video (no video.json); --backend synthetic reads "
-            "the folders `treemem demo` writes"
-        )
+        raise InputError(f"{folder} is not a saved synthetic video (no video.json); {hint}")
     video = synthetic_video.SyntheticVideo.load(folder)
     backend: Backend = synthetic.SyntheticBackend(video, seed=seed)
     frames, height, width = video.frames.shape[:3]

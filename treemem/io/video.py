@@ -19,12 +19,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from treemem.types import InputError
+from treemem.types import Closing, InputError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -87,10 +87,7 @@ def open_video(path: str | Path) -> VideoSource:
     return VideoFile(path)
 
 
-SourceT = TypeVar("SourceT", bound="_Source")
-
-
-class _Source:
+class _Source(Closing):
     """What both readers share: range checks, the small frame cache, the context manager."""
 
     _path: Path
@@ -128,17 +125,6 @@ class _Source:
 
     def close(self) -> None:
         self._cache.clear()
-
-    def __enter__(self: SourceT) -> SourceT:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # --- video files ------------------------------------------------------------------------------
