@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from treemem.backends.synthetic_video import SyntheticVideo
 from treemem.engine import Engine
+from treemem.strategies.samurai import boxes_from_occupancy
 from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
@@ -150,19 +151,7 @@ def _iou(masks: BoolArray, truth: BoolArray) -> F64Array:
 
 def mask_boxes(masks: BoolArray) -> npt.NDArray[np.float32]:
     """(..., H, W) masks -> (..., 4) boxes x1, y1, x2, y2 (max inclusive; empty: zeros)."""
-    height, width = masks.shape[-2:]
-    rows, cols = masks.any(axis=-1), masks.any(axis=-2)
-    ys, xs = np.arange(height), np.arange(width)
-    box = np.stack(
-        [
-            np.where(cols, xs, width).min(axis=-1),
-            np.where(rows, ys, height).min(axis=-1),
-            np.where(cols, xs, -1).max(axis=-1),
-            np.where(rows, ys, -1).max(axis=-1),
-        ],
-        axis=-1,
-    )
-    return np.where(rows.any(axis=-1)[..., None], box, 0).astype(np.float32)
+    return boxes_from_occupancy(masks.any(axis=-1), masks.any(axis=-2))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
 from treemem.backends.sam2.attention import weighted_memory_attention
+from treemem.strategies.samurai import boxes_from_occupancy
 from treemem.types import (
     BoolArray,
     Commit,
@@ -51,19 +52,9 @@ def candidate_boxes(low_res: torch.Tensor, image_size: int) -> np.ndarray:
         low_res.float(), size=(image_size, image_size), mode="bilinear", align_corners=False
     )
     inside = high > 0
-    rows, cols = inside.any(dim=-1), inside.any(dim=-2)
-    index = torch.arange(image_size, device=low_res.device)
-    box = torch.stack(
-        [
-            torch.where(cols, index, image_size).amin(dim=-1),
-            torch.where(rows, index, image_size).amin(dim=-1),
-            torch.where(cols, index, -1).amax(dim=-1),
-            torch.where(rows, index, -1).amax(dim=-1),
-        ],
-        dim=-1,
-    )
-    box = torch.where(rows.any(dim=-1)[..., None], box, torch.zeros_like(box))
-    return box.cpu().numpy().astype(np.float32)
+    # Reduce on the device; only the row and column occupancy crosses to the host.
+    rows, cols = inside.any(dim=-1).cpu().numpy(), inside.any(dim=-2).cpu().numpy()
+    return boxes_from_occupancy(rows, cols)
 
 
 @dataclass(frozen=True)
