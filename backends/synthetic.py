@@ -42,6 +42,7 @@ from treemem.tree import TreeRecord
 from treemem.types import (
     BoolArray,
     Commit,
+    Float32Array,
     InputError,
     MemoryContractError,
     PathwayQuery,
@@ -281,11 +282,13 @@ class SyntheticBackend:
             )
             self._store(c.node, memory)
 
-    def mask(self, node: int) -> BoolArray:
+    def mask_logits(self, node: int) -> Float32Array:
+        """+1 inside the node's mask, -1 outside: the simulated tracker has no per-pixel
+        confidence, so where two objects' masks overlap the lower id keeps the pixel."""
         memory = self._memory.get(node)
         if memory is None:
             raise MemoryContractError(f"node {node} has no mask: never committed, or released")
-        return memory.mask
+        return np.where(memory.mask, np.float32(1.0), np.float32(-1.0))
 
     def release(self, nodes: Iterable[int]) -> None:
         for node in nodes:
@@ -450,7 +453,7 @@ def track_video(
 
     last = video.num_frames - 1
     for decision in engine.run(prompts, progress=progress):
-        mask = backend.mask(decision.node)
+        mask = (backend.mask_logits(decision.node) > 0)
         free = labels[decision.frame] == 0
         labels[decision.frame][mask & free] = decision.obj
         lags.append(min(done[0] + 1, last) - decision.frame)

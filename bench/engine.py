@@ -58,8 +58,8 @@ class TimedBackend:
     def commit(self, features: object, commits: Any) -> None:
         self._timed(self.inner.commit, features, commits)
 
-    def mask(self, node: int) -> Any:
-        return self._timed(self.inner.mask, node)
+    def mask_logits(self, node: int) -> Any:
+        return self._timed(self.inner.mask_logits, node)
 
     def release(self, nodes: Any) -> None:
         self._timed(self.inner.release, list(nodes))
@@ -73,7 +73,7 @@ def bookkeeping(video: SyntheticVideo, name: str, overrides: dict[str, str]) -> 
     prompts = [Prompt(obj, 0, mask=video.object_mask(obj, 0)) for obj in objects]
     start = time.process_time()
     for decision in engine.run(prompts):
-        backend.mask(decision.node)
+        backend.mask_logits(decision.node)
     total = time.process_time() - start
     return total - backend.seconds, backend.rows
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from treemem import Prompt
-from treemem.types import BoolArray, Commit, MemoryContractError, PathwayQuery, PromptResult
+from treemem.types import Commit, Float32Array, MemoryContractError, PathwayQuery, PromptResult
 
 
 class CheckedMemory:
@@ -54,10 +54,10 @@ class CheckedMemory:
     def commit(self, features: object, commits: Sequence[Commit]) -> None:
         self._hold(c.node for c in commits)
 
-    def mask(self, node: int) -> BoolArray:
+    def mask_logits(self, node: int) -> Float32Array:
         if node not in self.held:
             raise MemoryContractError(f"mask of released node {node}")
-        return np.zeros(self._frame_size, bool)
+        return np.full(self._frame_size, -1.0, np.float32)
 
     def release(self, nodes: Iterable[int]) -> None:
         for node in nodes:

@@ -332,8 +332,8 @@ class BoxScript:
     def commit(self, features: object, commits: Sequence[Commit]) -> None:
         pass
 
-    def mask(self, node: int) -> np.ndarray:
-        return np.zeros((4, 4), bool)
+    def mask_logits(self, node: int) -> np.ndarray:
+        return np.full((4, 4), -1.0, np.float32)
 
     def release(self, nodes: object) -> None:
         pass

@@ -363,8 +363,8 @@ class _Noisy:
     def commit(self, features: object, commits: object) -> None:
         pass
 
-    def mask(self, node: int) -> np.ndarray:
-        return np.zeros((2, 2), bool)
+    def mask_logits(self, node: int) -> np.ndarray:
+        return np.full((2, 2), -1.0, np.float32)
 
     def release(self, nodes: object) -> None:
         pass

@@ -500,7 +500,7 @@ def _frames_in_order(
         if decision.frame > last:
             continue
         pending.setdefault(decision.frame, {})[decision.obj] = np.array(
-            backend.mask(decision.node), dtype=bool
+            (backend.mask_logits(decision.node) > 0), dtype=bool
         )
         while next_frame <= last:
             masks = pending.get(next_frame, {})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from treemem.types import BoolArray, Commit, PathwayQuery, Prompt, PromptResult, Proposals
+from treemem.types import Commit, Float32Array, PathwayQuery, Prompt, PromptResult, Proposals
 
 
 class Backend(Protocol):
@@ -54,8 +54,12 @@ class Backend(Protocol):
         """Encode the memory (and keep the mask) of each kept candidate under its node."""
         ...
 
-    def mask(self, node: int) -> BoolArray:
-        """The (H, W) mask of a committed or prompted node, at video resolution."""
+    def mask_logits(self, node: int) -> Float32Array:
+        """(H, W) float32 mask logits of a committed or prompted node at video resolution.
+
+        The node's mask is `logits > 0`. Logits rather than a boolean mask because several
+        objects are composed into one id map by the highest logit per pixel (sam2's
+        non-overlap rule), which a boolean mask cannot decide."""
         ...
 
     def release(self, nodes: Iterable[int]) -> None:

@@ -28,8 +28,8 @@ from sam2.modeling.sam2_utils import get_1d_sine_pe
 from treemem.backends.sam2.attention import weighted_memory_attention
 from treemem.strategies.samurai import boxes_from_occupancy
 from treemem.types import (
-    BoolArray,
     Commit,
+    Float32Array,
     InputError,
     MemoryContractError,
     MemoryPlan,
@@ -556,10 +556,11 @@ class Sam2Backend:
     # --- output and release --------------------------------------------------------------------
 
     @torch.inference_mode()
-    def mask(self, node: int) -> BoolArray:
+    def mask_logits(self, node: int) -> Float32Array:
+        """sam2's video-resolution logits: the low-resolution mask upsampled bilinearly."""
         low_res = self._memory(node).low_res_mask.to(self.device)
         full = F.interpolate(low_res, size=self._frame_size, mode="bilinear", align_corners=False)
-        result: BoolArray = (full[0, 0] > 0.0).cpu().numpy()
+        result: Float32Array = full[0, 0].float().cpu().numpy()
         return result
 
     def logits(self, node: int) -> torch.Tensor:

@@ -49,7 +49,7 @@ def _treemem_masks(
     read, num_frames, size = _reader(folder)
     backend = Sam2Backend(model, read, num_frames, size)
     engine = Engine(load_strategy(strategy), backend)
-    masks = {(d.frame, d.obj): backend.mask(d.node) for d in engine.run(prompts)}
+    masks = {(d.frame, d.obj): (backend.mask_logits(d.node) > 0) for d in engine.run(prompts)}
     return masks, backend, engine
 
 
@@ -170,7 +170,8 @@ def test_sam2long_equals_reference_oracle(oracle_frames: tuple, tmp_path: Path) 
         "delta_conf": float(reference["delta_conf"]),
     }
     engine = Engine(load_strategy("sam2long", overrides), backend)
-    masks = {d.frame: backend.mask(d.node) for d in engine.run([Prompt(1, 0, mask=mask)])}
+    decisions = engine.run([Prompt(1, 0, mask=mask)])
+    masks = {d.frame: backend.mask_logits(d.node) > 0 for d in decisions}
     columns = engine.record.columns()
     for i, frame in enumerate(reference["frames"].tolist()):
         kept = np.flatnonzero((columns.frame == frame) & columns.kept)

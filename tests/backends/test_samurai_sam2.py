@@ -70,7 +70,7 @@ def _run(model: Any, folder: Path, strategy: StrategySet, prompts: list[Prompt])
     backend = Sam2Backend(model, read, num_frames, SIZE)
     spy = Spy(backend)
     engine = Engine(strategy, backend)
-    masks = {(d.frame, d.obj): backend.mask(d.node) for d in engine.run(prompts)}
+    masks = {(d.frame, d.obj): (backend.mask_logits(d.node) > 0) for d in engine.run(prompts)}
     return backend, spy, engine, masks
 
 

@@ -159,10 +159,10 @@ def test_box_and_point_prompts_select_the_region_they_point_at() -> None:
     ):
         backend = SyntheticBackend(video)
         result = backend.prompt(backend.encode(0), prompt, node)
-        assert np.array_equal(backend.mask(node), target) and result.occlusion > 0
+        assert np.array_equal((backend.mask_logits(node) > 0), target) and result.occlusion > 0
     backend = SyntheticBackend(video)
     backend.prompt(backend.encode(0), Prompt(1, 0, points=((0.0, 0.0),), labels=(0,)), 9)
-    assert not backend.mask(9).any()
+    assert not (backend.mask_logits(9) > 0).any()
 
 
 def test_committed_masks_and_release() -> None:
@@ -171,13 +171,13 @@ def test_committed_masks_and_release() -> None:
     features = backend.encode(1)
     backend.propose(features, [PathwayQuery(1, plan((0, 0)))])
     backend.commit(features, [Commit(1, 0, 0, 0)])
-    assert backend.mask(1).shape == video.frame_size
-    assert region_similarity(backend.mask(1), video.object_mask(1, 1)) > 0.5
+    assert (backend.mask_logits(1) > 0).shape == video.frame_size
+    assert region_similarity((backend.mask_logits(1) > 0), video.object_mask(1, 1)) > 0.5
     assert backend.held == 2
     backend.release([1])
     assert backend.held == 1
     with pytest.raises(MemoryContractError):
-        backend.mask(1)
+        backend.mask_logits(1)
     with pytest.raises(MemoryContractError):
         backend.propose(backend.encode(2), [PathwayQuery(1, plan((0, 0), (1, 1)))])
     with pytest.raises(MemoryContractError):
@@ -238,12 +238,14 @@ def test_two_objects_track_like_two_separate_runs() -> None:
     backend = SyntheticBackend(video)
     engine = Engine(strategy, backend)
     prompts = [Prompt(obj, 0, mask=video.object_mask(obj, 0)) for obj in (1, 2)]
-    together = {(d.obj, d.frame): backend.mask(d.node).copy() for d in engine.run(prompts)}
+    together = {
+        (d.obj, d.frame): backend.mask_logits(d.node) > 0 for d in engine.run(prompts)
+    }
     for obj in (1, 2):
         alone_backend = SyntheticBackend(video)
         alone = Engine(strategy, alone_backend)
         for d in alone.run([prompts[obj - 1]]):
-            assert np.array_equal(alone_backend.mask(d.node), together[(obj, d.frame)])
+            assert np.array_equal((alone_backend.mask_logits(d.node) > 0), together[(obj, d.frame)])
 
 
 # --- the headline ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from treemem import Engine, Prompt, TreeRecord, load_strategy
-from treemem.types import BoolArray, Commit, PathwayQuery, PromptResult, Proposals
+from treemem.types import Commit, PathwayQuery, PromptResult, Proposals
 
 
 class StoryBackend:
@@ -84,8 +84,8 @@ class StoryBackend:
             lost = parent_lost or self._wrong[c.row][c.candidate]
             self.content[c.node] = (hash((parent_key, c.candidate)) & 0xFFFFFFF, lost)
 
-    def mask(self, node: int) -> BoolArray:
-        return np.zeros((8, 8), bool)
+    def mask_logits(self, node: int) -> np.ndarray:
+        return np.full((8, 8), -1.0, np.float32)
 
     def release(self, nodes: Iterable[int]) -> None:
         for node in nodes:

@@ -253,7 +253,7 @@ def run_video(
         if decision is None:
             seconds += time.perf_counter() - start
             break
-        mask = np.asarray(backend.mask(decision.node), dtype=bool)
+        mask = np.asarray((backend.mask_logits(decision.node) > 0), dtype=bool)
         seconds += time.perf_counter() - start
         pending.setdefault(decision.frame, {})[decision.obj] = mask
         flush(backend.num_frames)

@@ -419,7 +419,7 @@ def track(
                 tree_stream.flush()
 
         for decision in engine.run(prompts, progress=on_frame):
-            writer.add(decision.obj, decision.frame, backend.mask(decision.node))
+            writer.add(decision.obj, decision.frame, (backend.mask_logits(decision.node) > 0))
             forced += decision.forced
         record.write_new_rows(tree_stream)
     seconds = time.perf_counter() - started
