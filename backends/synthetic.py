@@ -35,10 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from treemem.backends.synthetic_video import SyntheticVideo
-from treemem.engine import Engine
 from treemem.strategies.samurai import boxes_from_occupancy
-from treemem.strategy import StrategySet
-from treemem.tree import TreeRecord
 from treemem.types import (
     BoolArray,
     Commit,
@@ -413,48 +410,3 @@ class SyntheticBackend:
         iou[absent] = absent_ramp + 0.02 * noise[absent, 2:3]
         masks = np.stack([first, second, third], axis=1)
         return masks, np.clip(iou, 0.0, 1.0), logit
-
-
-@dataclass(frozen=True)
-class TrackResult:
-    """One tracked synthetic video: labels (T, H, W) uint8 (0 background, i object i),
-    each frame's decision lag (frame decided at minus frame index, prompt frames included)
-    and the tree record."""
-
-    labels: npt.NDArray[np.uint8]
-    lags: tuple[int, ...]
-    record: TreeRecord
-    peak_held: int
-
-
-def track_video(
-    video: SyntheticVideo,
-    strategy: StrategySet,
-    *,
-    seed: int = 0,
-    max_lag: int | None = None,
-) -> TrackResult:
-    """Prompt every object with its GT mask on frame 0 and track it with `strategy`.
-
-    Masks are read as soon as each frame is decided (the engine then frees them). Where two
-    objects claim a pixel, the lower id keeps it.
-    """
-    backend = SyntheticBackend(video, seed)
-    engine = Engine(strategy, backend, max_lag=max_lag)
-    prompts = [
-        Prompt(obj, 0, mask=video.object_mask(obj, 0)) for obj in range(1, video.num_objects + 1)
-    ]
-    labels = np.zeros(video.gt.shape, dtype=np.uint8)
-    done = [-1]
-    lags: list[int] = []
-
-    def progress(frame: int) -> None:
-        done[0] = frame
-
-    last = video.num_frames - 1
-    for decision in engine.run(prompts, progress=progress):
-        mask = (backend.mask_logits(decision.node) > 0)
-        free = labels[decision.frame] == 0
-        labels[decision.frame][mask & free] = decision.obj
-        lags.append(min(done[0] + 1, last) - decision.frame)
-    return TrackResult(labels, tuple(lags), engine.record, backend.peak_held)

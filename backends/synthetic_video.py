@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from treemem.types import InputError
+from treemem.types import InputError, Prompt
 
 U8Array = npt.NDArray[np.uint8]
 F64Array = npt.NDArray[np.float64]
@@ -82,6 +82,13 @@ class SyntheticVideo:
     def object_mask(self, obj: int, frame: int) -> BoolArray:
         """(H, W) GT mask of object `obj` (1-based) on `frame`."""
         return np.asarray(self.gt[frame] == obj)
+
+    def first_frame_prompts(self) -> list[Prompt]:
+        """Every object prompted with its GT mask on frame 0 (empty if it is not in view):
+        the protocol of the synthetic suite."""
+        return [
+            Prompt(obj, 0, mask=self.object_mask(obj, 0)) for obj in range(1, self.num_objects + 1)
+        ]
 
     def save(self, folder: Path | str) -> Path:
         """Write `frames/00000.png...`, `gt/00000.png...` (DAVIS palette), `video.json`

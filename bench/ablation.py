@@ -39,7 +39,7 @@ def run_sweeps(suite: Path, out: Path) -> dict[str, dict[str, Any]]:
 
 
 def _all_rows(out: Path) -> list[dict[str, Any]]:
-    from treemem.commands.bench import RunSpec, collect, table_rows
+    from treemem.benchmark import RunSpec, collect, table_rows
 
     runs = []
     for run_dir in sorted((out / "runs").iterdir()):

@@ -22,8 +22,8 @@ from typing import Any
 from treemem import Prompt
 from treemem.backends.synthetic import SyntheticBackend
 from treemem.backends.synthetic_video import make_video
-from treemem.commands.run import track
-from treemem.registry import REGISTRY
+from treemem.pipeline.inputs import open_backend
+from treemem.pipeline.runner import choose_strategy, run_to_folder
 
 CHECKPOINTS = (1_000, 10_000)
 
@@ -71,9 +71,9 @@ def main() -> None:
     checkpoints = tuple(c for c in CHECKPOINTS if c <= args.frames)
     backend = Sampled(SyntheticBackend(video, seed=0), checkpoints)
     prompts = [Prompt(1, 0, mask=video.gt[0] == 1)]
-    params = REGISTRY.create("sam2long", {"pathways": args.pathways})
-    with tempfile.TemporaryDirectory() as folder:
-        report = track(backend, prompts, params, Path(folder) / "run", progress=False)
+    choice = choose_strategy("sam2long", {"pathways": args.pathways})
+    with tempfile.TemporaryDirectory() as folder, open_backend(None, backend) as opened:
+        report = run_to_folder(opened, prompts, choice, Path(folder) / "run", progress=False)
     end_peak, end_now = peak_rss_mib(), current_rss_mib()
     print(f"synthetic {height}x{width}, {args.frames + 1} frames, sam2long P={args.pathways}, "
           f"{report['tree_rows']} tree rows, {report['fps']:.0f} frames/s")

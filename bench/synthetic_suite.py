@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
+import treemem
 from treemem import load_strategy
-from treemem.backends.synthetic import track_video
 from treemem.backends.synthetic_video import make_suite, mean_j
 
 CONFIGS: list[tuple[str, str, dict[str, str]]] = [
@@ -49,8 +49,9 @@ def main() -> None:
         start = time.perf_counter()
         scores = []
         for video in suite:
-            result = track_video(video, strategy, seed=args.backend_seed)
-            scores.append(mean_j(result.labels, video))
+            prompts = video.first_frame_prompts()
+            result = treemem.track(video, prompts, strategy, seed=args.backend_seed)
+            scores.append(mean_j(result.masks, video))
             if label.startswith("sam2long (P=3"):
                 lags.extend(result.lags)
         seconds = time.perf_counter() - start

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("PIL.Image")
 
+from treemem.benchmark import RunSpec, expand_runs
 from treemem.cli import main
-from treemem.commands.bench import RunSpec, expand_runs
 from treemem.evaluation import score_folders
 from treemem.types import ConfigError
 

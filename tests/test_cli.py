@@ -17,7 +17,7 @@ Image = pytest.importorskip("PIL.Image")
 from treemem.backends.synthetic_video import SyntheticVideo, make_video  # noqa: E402
 from treemem.cli import main  # noqa: E402
 from treemem.io.masks import davis_palette, read_mask, write_palette_png  # noqa: E402
-from treemem.progress import ProgressBar  # noqa: E402
+from treemem.pipeline.sinks import progress_bar  # noqa: E402
 from treemem.tree import FIELDS, TreeRecord  # noqa: E402
 
 FRAMES = 16
@@ -171,7 +171,7 @@ def bad_masks(folder: Path, size: tuple[int, int]) -> dict[str, Path]:
         ("bad_parameter", "pathways must be >= 1"),
         ("negative_lag", "--max-lag must be >= 0"),
         ("not_synthetic", "not a saved synthetic video"),
-        ("sam2_no_checkpoint", "needs --checkpoint"),
+        ("sam2_no_checkpoint", "needs a checkpoint (--checkpoint"),
         ("sam2_missing_checkpoint", "checkpoint not found"),
         ("sam2_corrupt_video", "cannot read"),
         ("sam2_missing_video", "video not found"),
@@ -253,14 +253,13 @@ def test_demo_runs_both_strategies(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_progress_bar_draws_on_a_terminal_only() -> None:
     stream = io.StringIO()
-    with ProgressBar(10, "sam2long", stream=stream, enabled=True, interval=0.0) as bar:
-        for done in range(1, 11):
-            bar.update(done)
+    with progress_bar(10, "sam2long", stream=stream, enabled=True) as bar:
+        for _ in range(10):
+            bar.update(1)
     text = stream.getvalue()
-    assert "sam2long" in text and "100%" in text and "10/10 frames" in text
-    assert text.endswith("\n")
+    assert "sam2long" in text and "100%" in text and "10/10" in text and "frames" in text
     quiet = io.StringIO()
-    with ProgressBar(10, stream=quiet) as bar:  # StringIO is not a terminal: off
+    with progress_bar(10, "sam2long", stream=quiet) as bar:  # not a terminal: off
         bar.update(5)
     assert quiet.getvalue() == ""
 

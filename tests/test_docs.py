@@ -170,7 +170,9 @@ def test_tree_record_page_matches_tree_py() -> None:
     video = make_video(0, num_frames=30)
     written = io.StringIO()
     treemem.track(video, video.gt[0], "sam2long").record.write_new_rows(written)
-    assert written.getvalue().splitlines()[: len(rows)] == example.splitlines()
+    # equal up to the last bits of a float: numpy's log differs by an ulp across builds
+    found = [json.loads(line) for line in written.getvalue().splitlines()[: len(rows)]]
+    assert found == [pytest.approx(row, rel=1e-12) for row in rows]
 
 
 def test_getting_started_synthetic_example_runs() -> None:

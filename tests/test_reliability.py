@@ -257,12 +257,13 @@ def test_sam2_interrupted_run_resumes_to_identical_output(
 ) -> None:
     """Ctrl-C (KeyboardInterrupt) arrives while frame 2 is encoded; --resume finishes the run
     with the uninterrupted run's files (--max-lag 0: frames 0 and 1 are written by then)."""
-    import treemem.commands.run as run_command
+    import treemem.pipeline.inputs as inputs
 
-    open_sam2 = run_command.open_sam2
+    open_sam2 = inputs._open_sam2
 
-    def interrupted_at_frame_2(args: object, video: object) -> tuple[object, dict[str, object]]:
-        backend, info = open_sam2(args, video)  # type: ignore[arg-type]
+    def interrupted_at_frame_2(video: object, spec: object, models: object) -> object:
+        opened = open_sam2(video, spec, models)  # type: ignore[arg-type]
+        backend = opened.backend
         encode = backend.encode
 
         def encode_until_2(frame: int) -> object:
@@ -271,13 +272,13 @@ def test_sam2_interrupted_run_resumes_to_identical_output(
             return encode(frame)
 
         backend.encode = encode_until_2  # type: ignore[method-assign]
-        return backend, info
+        return opened
 
     out = tmp_path / "run"
-    monkeypatch.setattr(run_command, "open_sam2", interrupted_at_frame_2)
+    monkeypatch.setattr(inputs, "_open_sam2", interrupted_at_frame_2)
     assert main(sam2_args(sam2_clip, out)) == 130
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png", "00001.png"]
-    monkeypatch.setattr(run_command, "open_sam2", open_sam2)
+    monkeypatch.setattr(inputs, "_open_sam2", open_sam2)
     assert main(sam2_args(sam2_clip, out, "--resume")) == 0
     assert snapshot(out) == sam2_reference
 
@@ -355,13 +356,14 @@ def test_non_finite_scores_are_rejected_logged_and_the_run_goes_on(
 ) -> None:
     """A backend answering NaN IoUs and inf occlusion logits on some rows: those candidates
     are rejected, a warning is logged, and every frame is still written."""
-    import treemem.commands.run as run_command
+    import treemem.pipeline.inputs as inputs
     from treemem.types import Proposals
 
-    open_synthetic = run_command.open_synthetic
+    open_synthetic = inputs._open_synthetic
 
-    def poisoned(folder: Path, *, seed: int) -> tuple[object, object, object]:
-        backend, video_info, backend_info = open_synthetic(folder, seed=seed)
+    def poisoned(video: object, spec: object) -> object:
+        opened = open_synthetic(video, spec)  # type: ignore[arg-type]
+        backend = opened.backend
         propose = backend.propose
         calls = [0]
 
@@ -375,10 +377,10 @@ def test_non_finite_scores_are_rejected_logged_and_the_run_goes_on(
                     occlusion[-1] = np.inf
             return Proposals(iou, occlusion)
 
-        backend.propose = propose_with_non_finite
-        return backend, video_info, backend_info
+        backend.propose = propose_with_non_finite  # type: ignore[method-assign]
+        return opened
 
-    monkeypatch.setattr(run_command, "open_synthetic", poisoned)
+    monkeypatch.setattr(inputs, "_open_synthetic", poisoned)
     out = tmp_path / "run"
     with caplog.at_level("WARNING", logger="treemem.engine"):
         assert main(run_args(long_video, out)) == 0

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+import treemem
 from treemem import Engine, Prompt, load_strategy
 from treemem.registry import REGISTRY
 from treemem.strategies.samurai import (
@@ -426,14 +427,15 @@ def test_a_backend_without_boxes_is_refused() -> None:
 def test_samurai_sets_on_the_synthetic_suite(capsys: pytest.CaptureFixture[str]) -> None:
     """Runs every set on the synthetic suite (several objects) and prints mean J; no assert on
     the numbers, which measure the synthetic backend as much as the method."""
-    from treemem.backends.synthetic import track_video
     from treemem.backends.synthetic_video import make_suite, mean_j
 
     videos = make_suite(seed=0, count=3, num_frames=40, num_objects=2)
     means = {}
     for name in ("greedy", "sam2long", "samurai", "samurai-tree"):
         strategy: StrategySet = load_strategy(name)
-        scores = [mean_j(track_video(video, strategy).labels, video) for video in videos]
+        scores = [
+            mean_j(treemem.track(v, v.first_frame_prompts(), strategy).masks, v) for v in videos
+        ]
         means[name] = float(np.mean(scores))
         assert np.isfinite(means[name])
     with capsys.disabled():

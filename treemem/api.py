@@ -1,6 +1,7 @@
 """The Python API: `track()` for a whole video, `Predictor` for scripts written against sam2.
 
-Both run the same engine as `treemem run`, in memory: no files are written.
+Both go through the same run layer as `treemem run` (`treemem.pipeline`), in memory: no files
+are written, and the id maps equal the PNGs `treemem run` writes.
 
 ```python
 import treemem
@@ -17,22 +18,32 @@ the search has decided it, so it can drive a live display.
 
 from __future__ import annotations
 
-import importlib
 import os
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from treemem.backend import Backend
-from treemem.engine import Engine
-from treemem.io.masks import compose_ids, mask_prompts, read_mask, validate_mask
-from treemem.registry import REGISTRY
+from treemem.pipeline.frames import FrameResult, FrameStream
+from treemem.pipeline.inputs import (
+    BACKENDS,
+    BackendName,
+    ModelCache,
+    ModelSpec,
+    OpenedVideo,
+    PromptInput,
+    VideoInput,
+    as_prompts,
+    check_box,
+    check_points,
+    check_prompt,
+    open_backend,
+)
+from treemem.pipeline.runner import StrategyChoice, choose_strategy, search_frames
+from treemem.pipeline.sinks import IdArraySink
 from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
@@ -42,21 +53,8 @@ from treemem.types import (
     FrameDecision,
     InputError,
     Prompt,
-    TreememError,
+    UInt8Array,
 )
-
-UInt8Array = npt.NDArray[np.uint8]
-
-VideoInput = str | os.PathLike[str] | npt.NDArray[np.uint8] | Any
-"""A video: an mp4 path, a folder of JPEG/PNG frames, a saved synthetic video folder, a
-`treemem.backends.synthetic_video.SyntheticVideo`, or (sam2 backend) a (T, H, W, 3) uint8
-RGB array."""
-
-PromptInput = Prompt | Sequence[Prompt] | str | os.PathLike[str] | npt.NDArray[np.integer[Any]]
-"""Prompts: `Prompt` records, or a mask of object ids on `prompt_frame` as an (H, W) integer
-array or a PNG path (palette PNG, or grayscale 0/1 or 0/255 for one object)."""
-
-BackendName = Literal["sam2", "synthetic"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,16 +62,18 @@ class TrackResult:
     """One tracked video.
 
     masks: (T, H, W) uint8 object ids per frame (0 = background; where objects overlap the
-    higher id wins, as in the palette PNGs `treemem run` writes); frames before an object's
-    first prompt are background for it; the array is read-only. `record` is the whole search
-    tree; `decisions` says which tree node gave each object's mask on each frame, in the order
-    they were decided.
+    higher mask logit wins, ties to the lower id, as in the palette PNGs `treemem run` writes
+    and sam2's `vos_inference.py`); frames before an object's first prompt are background
+    for it; the array is read-only. `record` is the whole search tree; `decisions` says which
+    tree node gave each object's mask on each frame, in the order they were decided, and
+    `lags` how many frames after it each was decided.
     """
 
     masks: UInt8Array
     objects: tuple[int, ...]
     record: TreeRecord
     decisions: tuple[FrameDecision, ...]
+    lags: tuple[int, ...]
     strategy: str
     first_frame: int
     seconds: float
@@ -117,6 +117,7 @@ def track(
     image_size: int | None = None,
     model: Any = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> TrackResult:
     """Track the prompted objects through `video`; return every frame's masks and the tree.
 
@@ -142,71 +143,35 @@ def track(
         model: a sam2 model already built (`treemem.backends.sam2.load_model`), used
             instead of loading `checkpoint`.
         seed: the synthetic backend's noise seed.
+        progress: show a progress bar on stderr.
 
     Raises:
         TreememError: a subclass that says what is wrong with the input and how to fix it.
     """
-    if backend is None:
-        backend = "synthetic" if _is_synthetic(video) else "sam2"
-    predictor = Predictor(
-        backend,
-        strategy,
-        overrides=overrides,
-        max_lag=max_lag,
-        checkpoint=checkpoint,
-        config=config,
-        device=device,
-        offload=offload,
-        image_size=image_size,
-        model=model,
-        seed=seed,
+    choice = choose_strategy(strategy, overrides)
+    _check_max_lag(max_lag)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed)
+    with open_backend(video, backend, spec) as opened:
+        found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
+        stream = FrameStream(opened.backend, choice.strategy, found, max_lag=max_lag)
+        sink = IdArraySink.for_video(opened.num_frames, opened.frame_size)
+        seconds = search_frames(stream, [sink], progress=progress)
+    sink.ids.setflags(write=False)
+    return TrackResult(
+        masks=sink.ids,
+        objects=stream.objects,
+        record=stream.record,
+        decisions=tuple(stream.decisions),
+        lags=tuple(stream.lags),
+        strategy=choice.name,
+        first_frame=stream.first_frame,
+        seconds=seconds,
     )
-    with predictor.init_state(video) as state:
-        for prompt in as_prompts(prompts, state.frame_size, state.num_frames, prompt_frame):
-            state.add_prompt(prompt)
-        masks = np.zeros((state.num_frames, *state.frame_size), dtype=np.uint8)
-        started = time.perf_counter()
-        for frame, obj_ids, frame_masks in predictor.propagate_in_video(state):
-            masks[frame] = compose_ids(list(zip(obj_ids, frame_masks, strict=True)),
-                                       state.frame_size)
-        seconds = time.perf_counter() - started
-        masks.setflags(write=False)
-        return TrackResult(
-            masks=masks,
-            objects=tuple(state.obj_ids),
-            record=state.record,
-            decisions=state.decisions,
-            strategy=predictor.strategy.name,
-            first_frame=min(p.frame for p in state.prompts),
-            seconds=seconds,
-        )
 
 
-def as_prompts(
-    prompts: PromptInput, frame_size: tuple[int, int], num_frames: int, frame: int = 0
-) -> list[Prompt]:
-    """Normalise `track`'s `prompts` argument to `Prompt` records, checked against the video."""
-    if isinstance(prompts, Prompt):
-        return [prompts]
-    if isinstance(prompts, (str, os.PathLike)):
-        ids = read_mask(Path(prompts))
-        name = f"mask {prompts}"
-    elif isinstance(prompts, np.ndarray):
-        if not np.issubdtype(prompts.dtype, np.integer) and prompts.dtype != np.bool_:
-            raise InputError(f"a prompt mask needs integer object ids, got dtype {prompts.dtype}")
-        if prompts.size and (prompts.min() < 0 or prompts.max() > 255):
-            raise InputError("a prompt mask's object ids must be in 0..255")
-        ids = prompts.astype(np.uint8)
-        name = "the prompt mask"
-    else:
-        found = list(prompts)
-        if not all(isinstance(p, Prompt) for p in found):
-            raise InputError("prompts must be Prompt records, a mask array or a mask PNG path")
-        return found
-    if not 0 <= frame < num_frames:
-        raise InputError(f"prompt_frame {frame} is outside the video (0..{num_frames - 1})")
-    validate_mask(ids, frame_size, name=name)
-    return mask_prompts(ids, frame)
+def _check_max_lag(max_lag: int | None) -> None:
+    if max_lag is not None and max_lag < 0:
+        raise InputError(f"max_lag must be >= 0, got {max_lag}")
 
 
 # --- the predictor ------------------------------------------------------------------------------
@@ -227,8 +192,7 @@ class PredictorState(Closing):
     prompts: list[Prompt] = field(default_factory=list)
     record: TreeRecord = field(default_factory=TreeRecord, repr=False)
     decisions: tuple[FrameDecision, ...] = field(default=(), repr=False)
-    _backend: Backend | None = field(default=None, repr=False)
-    _closers: ExitStack = field(default_factory=ExitStack, repr=False)
+    _opened: OpenedVideo | None = field(default=None, repr=False)
 
     @property
     def obj_ids(self) -> list[int]:
@@ -238,14 +202,7 @@ class PredictorState(Closing):
 
     def add_prompt(self, prompt: Prompt) -> None:
         """Add a prompt record (what the `add_new_*` methods build); one per object and frame."""
-        self._check_frame(prompt.frame)
-        if prompt.mask is not None and prompt.mask.shape != self.frame_size:
-            raise InputError(
-                f"the mask for object {prompt.obj} is {prompt.mask.shape}, the video is "
-                f"{self.frame_size} (height, width)"
-            )
-        if not 0 < prompt.obj <= 255:
-            raise InputError(f"object ids must be in 1..255 (palette PNG ids), got {prompt.obj}")
+        check_prompt(prompt, self.frame_size, self.num_frames)
         self.prompts[:] = [
             p for p in self.prompts if (p.obj, p.frame) != (prompt.obj, prompt.frame)
         ]
@@ -253,12 +210,8 @@ class PredictorState(Closing):
 
     def close(self) -> None:
         """Close the video file (the state's prompts and tree stay readable)."""
-        self._closers.close()
-
-
-    def _check_frame(self, frame: int) -> None:
-        if not 0 <= frame < self.num_frames:
-            raise InputError(f"frame {frame} is outside the video (0..{self.num_frames - 1})")
+        if self._opened is not None:
+            self._opened.close()
 
 
 class Predictor:
@@ -277,6 +230,9 @@ class Predictor:
     `propagate_in_video`, which yields every frame from the first prompt on, prompt frames
     included); tracking runs forward only. Adding prompts after a propagation and
     propagating again reruns the search from the first prompt with every prompt given.
+    Per-object masks overlap as each object was tracked, as sam2's predictor returns them;
+    `non_overlap_masks=True` (sam2's option of the same name) gives each contested pixel to
+    the highest logit instead, as the id maps of `track()` and `treemem run` do.
 
     The sam2 model is loaded once, on the first `init_state`, and serves every video.
     """
@@ -295,34 +251,30 @@ class Predictor:
         image_size: int | None = None,
         model: Any = None,
         seed: int = 0,
+        non_overlap_masks: bool = False,
     ) -> None:
-        if max_lag is not None and max_lag < 0:
-            raise InputError(f"max_lag must be >= 0, got {max_lag}")
-        if isinstance(backend, str) and backend not in ("sam2", "synthetic"):
+        _check_max_lag(max_lag)
+        if isinstance(backend, str) and backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; use 'sam2', 'synthetic' or a Backend")
-        self.strategy: StrategySet = build_strategy(strategy, overrides)
+        self._choice: StrategyChoice = choose_strategy(strategy, overrides)
+        self.strategy: StrategySet = self._choice.strategy
         self.max_lag = max_lag
-        self._backend_spec = backend
+        self.non_overlap_masks = non_overlap_masks
+        self._backend = backend
         self._instance_used = False
-        self._sam2 = _Sam2Options(checkpoint, config, device, offload, image_size, model)
-        self._seed = seed
+        self._spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed)
+        self._models = ModelCache()
 
     # --- sam2's API ------------------------------------------------------------------------
 
     def init_state(self, video: VideoInput | None = None) -> PredictorState:
         """Open `video` (None when the predictor was given a `Backend` instance)."""
-        closers = ExitStack()
-        try:
-            backend = self._open_backend(video, closers)
-        except BaseException:
-            closers.close()
-            raise
+        opened = self._open(video)
         return PredictorState(
-            num_frames=backend.num_frames,
-            frame_size=backend.frame_size,
+            num_frames=opened.num_frames,
+            frame_size=opened.frame_size,
             video=video,
-            _backend=backend,
-            _closers=closers,
+            _opened=opened,
         )
 
     def add_new_mask(
@@ -348,29 +300,20 @@ class Predictor:
         """Prompt with points (M, 2) xy pixels and labels (M,) (1 object, 0 background),
         and/or a box (x0, y0, x1, y1) in pixels. With `clear_old_points=False` the points
         add to this object's earlier points on the same frame."""
-        height, width = inference_state.frame_size
+        size = inference_state.frame_size
         xy = np.zeros((0, 2)) if points is None else np.asarray(points, dtype=np.float64)
         flags = np.ones(len(xy), np.int64) if labels is None else np.asarray(labels)
         if xy.ndim != 2 or xy.shape[1] != 2 or flags.shape != (len(xy),):
             raise InputError(
                 f"points need shape (M, 2) and labels (M,), got {xy.shape} and {flags.shape}"
             )
-        if not np.isin(flags, (0, 1)).all():
-            raise InputError("point labels must be 1 (object) or 0 (background)")
-        outside = (xy[:, 0] < 0) | (xy[:, 0] >= width) | (xy[:, 1] < 0) | (xy[:, 1] >= height)
-        if outside.any():
-            raise InputError(
-                f"point {xy[outside][0].tolist()} is outside the {width}x{height} frame"
-            )
+        new_points = tuple((float(x), float(y)) for x, y in xy)
+        new_labels = tuple(int(v) for v in flags)
+        check_points(new_points, new_labels, size)
         corners = None
         if box is not None:
-            x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
-            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-                raise InputError(
-                    f"box {[x0, y0, x1, y1]} is not a box inside the {width}x{height} frame"
-                )
-            corners = (x0, y0, x1, y1)
-        if corners is None and not len(xy):
+            corners = check_box(np.asarray(box, dtype=np.float64).reshape(4).tolist(), size)
+        if corners is None and not new_points:
             raise InputError("give points (with labels) or a box")
         old_points: tuple[tuple[float, float], ...] = ()
         old_labels: tuple[int, ...] = ()
@@ -383,8 +326,8 @@ class Predictor:
             obj_id,
             frame_idx,
             box=corners,
-            points=old_points + tuple((float(x), float(y)) for x, y in xy),
-            labels=old_labels + tuple(int(v) for v in flags),
+            points=old_points + new_points,
+            labels=old_labels + new_labels,
         )
         inference_state.add_prompt(prompt)
         return frame_idx, inference_state.obj_ids
@@ -415,18 +358,23 @@ class Predictor:
                 f"tracking starts at the first prompt frame ({first}), got start_frame_idx "
                 f"{start_frame_idx}"
             )
-        last = state.num_frames - 1
-        if max_frame_num_to_track is not None:
-            last = min(last, first + max_frame_num_to_track)
-        backend = state._backend
-        if backend is None:
-            backend = self._open_backend(state.video, state._closers)
-        state._backend = None  # a backend serves one search: node ids restart with each
-        record = TreeRecord()
-        state.record = record
+        last = None if max_frame_num_to_track is None else first + max_frame_num_to_track
+        opened = state._opened
+        if opened is None:
+            opened = state._opened = self._open(state.video)
+        state._opened = None  # a backend serves one search: node ids restart with each
+        stream = FrameStream(
+            opened.backend, self.strategy, list(state.prompts), self.max_lag, last_frame=last
+        )
+        state.record = stream.record
         state.decisions = ()
-        engine = Engine(self.strategy, backend, record=record, max_lag=self.max_lag)
-        yield from _frames_in_order(engine, backend, state, first, last)
+        try:
+            for result in stream.frames():
+                state.decisions = tuple(stream.decisions)
+                yield result.frame, list(result.objects), self._masks(result)
+            state.decisions = tuple(stream.decisions)
+        finally:
+            opened.close()
 
     def reset_state(self, inference_state: PredictorState) -> None:
         """Forget every prompt and result of `inference_state` (the video stays open)."""
@@ -434,209 +382,27 @@ class Predictor:
         inference_state.record = TreeRecord()
         inference_state.decisions = ()
 
-    # --- backends ----------------------------------------------------------------------------
+    # --- internals ---------------------------------------------------------------------------
 
-    def _open_backend(self, video: VideoInput | None, closers: ExitStack) -> Backend:
-        spec = self._backend_spec
-        if not isinstance(spec, str):
-            if video is not None:
-                raise InputError(
-                    "this predictor was given a Backend instance, which reads its own frames; "
-                    "pass video=None"
-                )
+    def _masks(self, result: FrameResult) -> BoolArray:
+        if not self.non_overlap_masks:
+            return result.stacked_masks()
+        ids = result.ids()
+        return np.stack([ids == obj for obj in result.objects])
+
+    def _open(self, video: VideoInput | None) -> OpenedVideo:
+        if not isinstance(self._backend, str):
             if self._instance_used:
                 raise InputError(
                     "a Backend instance serves one search; give the predictor backend='sam2' or "
                     "'synthetic' to track again, or a new instance"
                 )
+            opened = open_backend(video, self._backend)
             self._instance_used = True
-            return spec
+            return opened
         if video is None:
-            raise InputError(f"backend {spec!r} needs a video")
-        if spec == "synthetic":
-            return _open_synthetic(video, self._seed)
-        return self._sam2.open(video, closers)
+            raise InputError(f"backend {self._backend!r} needs a video")
+        return open_backend(video, self._backend, self._spec, models=self._models)
 
 
-def build_strategy(
-    strategy: str | StrategySet | Any, overrides: Mapping[str, object] | None = None
-) -> StrategySet:
-    """A `StrategySet` from a registered name (with overrides), a parameter record, or itself."""
-    if isinstance(strategy, str):
-        built: StrategySet = REGISTRY.create(strategy, overrides).build()
-        return built
-    if overrides:
-        raise ConfigError(
-            "overrides apply to a strategy given by name; for a parameter record use "
-            "dataclasses.replace(record, ...)"
-        )
-    if isinstance(strategy, StrategySet):
-        return strategy
-    build = getattr(strategy, "build", None)
-    if callable(build) and not isinstance(strategy, type):
-        result = build()
-        if isinstance(result, StrategySet):
-            return result
-    raise ConfigError(
-        f"strategy must be a registered name, a StrategySet or a parameter record with build(), "
-        f"got {strategy!r}"
-    )
-
-
-def _frames_in_order(
-    engine: Engine, backend: Backend, state: PredictorState, first: int, last: int
-) -> Iterator[tuple[int, list[int], BoolArray]]:
-    """Gather each frame's masks from the engine's decisions; yield complete frames in order."""
-    obj_ids = state.obj_ids
-    starts = {obj: min(p.frame for p in state.prompts if p.obj == obj) for obj in obj_ids}
-    empty = np.zeros(state.frame_size, dtype=bool)
-    pending: dict[int, dict[int, BoolArray]] = {}
-    decisions: list[FrameDecision] = []
-    next_frame = first
-    prompts = list(state.prompts)
-    for decision in engine.run(prompts, frames=range(first, last + 1)):
-        decisions.append(decision)
-        state.decisions = tuple(decisions)
-        if decision.frame > last:
-            continue
-        pending.setdefault(decision.frame, {})[decision.obj] = np.array(
-            (backend.mask_logits(decision.node) > 0), dtype=bool
-        )
-        while next_frame <= last:
-            masks = pending.get(next_frame, {})
-            active = [obj for obj in obj_ids if starts[obj] <= next_frame]
-            if any(obj not in masks for obj in active):
-                break
-            del pending[next_frame]
-            stacked = np.stack([masks.get(obj, empty) for obj in obj_ids])
-            yield next_frame, obj_ids, stacked
-            next_frame += 1
-    if next_frame <= last:
-        raise TreememError(
-            f"frame {next_frame} was not decided for every object; this is a treemem bug, "
-            "please report it"
-        )
-
-
-# --- opening backends ---------------------------------------------------------------------------
-
-
-def _synthetic_video_class() -> type[Any]:
-    cls: type[Any] = importlib.import_module("treemem.backends.synthetic_video").SyntheticVideo
-    return cls
-
-
-def _is_synthetic(video: object) -> bool:
-    """A `SyntheticVideo`, or a folder `SyntheticVideo.save` wrote."""
-    if isinstance(video, (str, os.PathLike)):
-        return (Path(video) / "video.json").is_file()
-    return video is not None and isinstance(video, _synthetic_video_class())
-
-
-def _open_synthetic(video: VideoInput, seed: int) -> Backend:
-    synthetic = importlib.import_module("treemem.backends.synthetic")
-    if isinstance(video, (str, os.PathLike)):
-        from treemem.commands.run import open_synthetic
-
-        backend, _, _ = open_synthetic(Path(video), seed=seed)
-        return backend
-    if not isinstance(video, _synthetic_video_class()):
-        raise InputError(
-            "the synthetic backend tracks a SyntheticVideo or a folder SyntheticVideo.save wrote, "
-            f"got {type(video).__name__}"
-        )
-    opened: Backend = synthetic.SyntheticBackend(video, seed=seed)
-    return opened
-
-
-@dataclass(frozen=True)
-class _FrameArray:
-    """Frames held in memory, (T, H, W, 3) uint8, read like a video file."""
-
-    frames: npt.NDArray[np.uint8]
-
-    def read(self, index: int) -> npt.NDArray[np.uint8]:
-        return np.array(self.frames[index])
-
-
-@dataclass
-class _Sam2Options:
-    """The sam2 backend's model settings; the model loads once and serves every video."""
-
-    checkpoint: str | os.PathLike[str] | None
-    config: str | None
-    device: str | None
-    offload: bool
-    image_size: int | None
-    model: Any
-
-    def open(self, video: VideoInput, closers: ExitStack) -> Backend:
-        module = import_sam2_backend()
-        if self.model is None:
-            self._check()
-        read: Callable[[int], npt.NDArray[np.uint8]]
-        if isinstance(video, (str, os.PathLike)):
-            from treemem.io.video import open_video
-
-            source = closers.enter_context(open_video(Path(video)))
-            read, num_frames, frame_size = source.read, source.num_frames, source.frame_size
-        else:
-            frames = getattr(video, "frames", video)
-            if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[3] != 3:
-                raise InputError(
-                    "the sam2 backend reads an mp4, a frame folder, a SyntheticVideo or a "
-                    f"(T, H, W, 3) uint8 array, got {type(video).__name__}"
-                )
-            read = _FrameArray(frames.astype(np.uint8, copy=False)).read
-            num_frames, frame_size = int(frames.shape[0]), (int(frames.shape[1]),
-                                                            int(frames.shape[2]))
-        if self.model is None:
-            self.model = self._load(module)
-        backend: Backend = module.Sam2Backend(
-            self.model, read, num_frames, frame_size, offload=self.offload
-        )
-        return backend
-
-    def _check(self) -> None:
-        """What can be checked before the video and the model are opened."""
-        if self.checkpoint is None:
-            raise InputError(
-                "the sam2 backend needs checkpoint=PATH (e.g. sam2.1_hiera_tiny.pt from the SAM 2 "
-                "release) or model=..., or use backend='synthetic'"
-            )
-        path = Path(self.checkpoint)
-        if not path.is_file():
-            raise InputError(f"checkpoint not found: {path}; give the path of a .pt file")
-        if self.image_size is not None and self.image_size <= 0:
-            raise InputError(f"image_size must be > 0, got {self.image_size}")
-
-    def _load(self, module: Any) -> Any:
-        return module.load_model(
-            Path(str(self.checkpoint)),
-            config=self.config,
-            device=self.device,
-            image_size=self.image_size,
-        )
-
-
-def import_sam2_backend() -> Any:
-    """`treemem.backends.sam2`, or an `InputError` naming the missing extra (torch, sam2)."""
-    try:
-        return importlib.import_module("treemem.backends.sam2")
-    except ImportError as error:
-        if (error.name or "").startswith("treemem"):
-            raise
-        raise InputError(
-            f"the sam2 backend needs `pip install 'treemem[sam2]'` (missing: {error.name})"
-        ) from None
-
-
-__all__ = [
-    "Predictor",
-    "PredictorState",
-    "TrackResult",
-    "as_prompts",
-    "build_strategy",
-    "import_sam2_backend",
-    "track",
-]
+__all__ = ["Predictor", "PredictorState", "TrackResult", "track"]

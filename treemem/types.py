@@ -18,6 +18,7 @@ FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+UInt8Array = npt.NDArray[np.uint8]
 
 
 class TreememError(Exception):
@@ -30,6 +31,11 @@ class InputError(TreememError):
 
 class ConfigError(TreememError):
     """A strategy set, parameter or backend configuration is invalid."""
+
+
+class OutputError(TreememError):
+    """An output file or folder cannot be created or written (the message names the path and
+    the cause: a parent that is a file, no permission, a full or read-only disk)."""
 
 
 class MemoryContractError(TreememError):

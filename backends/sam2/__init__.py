@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-import numpy as np
-
 from treemem.backends.sam2.backend import Sam2Backend
 from treemem.backends.sam2.loading import (
     build_random_model,
@@ -21,21 +16,4 @@ __all__ = [
     "config_for_checkpoint",
     "load_checkpoint",
     "load_model",
-    "open_backend",
 ]
-
-
-def open_backend(
-    *,
-    read_frame: Callable[[int], np.ndarray],
-    num_frames: int,
-    frame_size: tuple[int, int],
-    checkpoint: Path,
-    config: str | None = None,
-    device: str | None = None,
-    offload: bool = False,
-    image_size: int | None = None,
-) -> Sam2Backend:
-    """Load a checkpoint and wrap it as a backend over a video's frames."""
-    model = load_model(Path(checkpoint), config=config, device=device, image_size=image_size)
-    return Sam2Backend(model, read_frame, num_frames, frame_size, offload=offload)

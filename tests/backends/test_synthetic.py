@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import treemem
 from treemem import Engine, Prompt, load_strategy
-from treemem.backends.synthetic import SyntheticBackend, track_video
+from treemem.backends.synthetic import SyntheticBackend
 from treemem.backends.synthetic_video import (
     SyntheticVideo,
     davis_palette,
@@ -208,7 +209,7 @@ def test_memory_effect_a_pathway_that_follows_the_lookalike_keeps_drifting() -> 
 def test_engine_faces_certain_uncertain_and_absent_frames(suite: list[SyntheticVideo]) -> None:
     certain = uncertain = absent = 0
     for video in suite[:4]:
-        cols = track_video(video, load_strategy("sam2long")).record.columns()
+        cols = treemem.track(video, video.first_frame_prompts()).record.columns()
         for frame in range(2, video.num_frames):
             logits = cols.occlusion[cols.frame == frame]
             certain += int(np.abs(logits).max() > 2)
@@ -219,17 +220,18 @@ def test_engine_faces_certain_uncertain_and_absent_frames(suite: list[SyntheticV
 
 def test_tracking_is_deterministic_and_memory_is_bounded() -> None:
     video = make_video(4, num_frames=40)
-    first = track_video(video, load_strategy("sam2long"))
-    second = track_video(video, load_strategy("sam2long"))
-    assert np.array_equal(first.labels, second.labels)
+    prompts = video.first_frame_prompts()
+    first, second = treemem.track(video, prompts), treemem.track(video, prompts)
+    assert np.array_equal(first.masks, second.masks)
     assert np.array_equal(first.record.columns().score, second.record.columns().score)
-    other = track_video(video, load_strategy("sam2long"), seed=1)
+    other = treemem.track(video, prompts, seed=1)
     assert not np.array_equal(first.record.columns().iou, other.record.columns().iou)
     assert len(first.lags) == video.num_frames and min(first.lags) >= 0
 
-    limited = track_video(video, load_strategy("sam2long"), max_lag=2)
+    backend = SyntheticBackend(video)
+    limited = treemem.track(None, prompts, backend=backend, max_lag=2)
     assert max(limited.lags) <= 2
-    assert limited.peak_held <= 3 * (16 + 2 + 2) + 1
+    assert backend.peak_held <= 3 * (16 + 2 + 2) + 1
 
 
 def test_two_objects_track_like_two_separate_runs() -> None:
@@ -252,8 +254,8 @@ def test_two_objects_track_like_two_separate_runs() -> None:
 
 
 def test_sam2long_beats_greedy_on_the_seeded_suite(suite: list[SyntheticVideo]) -> None:
-    greedy = [mean_j(track_video(v, load_strategy("greedy")).labels, v) for v in suite]
-    tree = [mean_j(track_video(v, load_strategy("sam2long")).labels, v) for v in suite]
+    greedy = [mean_j(treemem.track(v, v.first_frame_prompts(), "greedy").masks, v) for v in suite]
+    tree = [mean_j(treemem.track(v, v.first_frame_prompts(), "sam2long").masks, v) for v in suite]
     # A clear margin: without its uncertainty rule the tree only ties greedy (about +0.005).
     assert float(np.mean(tree)) > float(np.mean(greedy)) + 0.05
     # Not one lucky video: the tree wins or ties on most of them.

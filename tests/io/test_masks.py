@@ -10,7 +10,6 @@ import pytest
 Image = pytest.importorskip("PIL.Image")
 
 from treemem.io.masks import (  # noqa: E402
-    compose_ids,
     davis_palette,
     mask_prompts,
     object_ids,
@@ -166,14 +165,3 @@ def test_mask_prompts_one_per_object() -> None:
     assert object_ids(ids) == [1, 7]
     with pytest.raises(InputError):
         mask_prompts(ids, frame=0, objects=[2])
-
-
-def test_compose_paints_later_objects_over_earlier_ones() -> None:
-    first = np.zeros((4, 4), bool)
-    first[:3, :3] = True
-    second = np.zeros((4, 4), bool)
-    second[2:, 2:] = True
-    ids = compose_ids([(1, first), (2, second)], (4, 4))
-    assert ids[2, 2] == 2 and ids[0, 0] == 1 and ids[3, 0] == 0
-    with pytest.raises(ValueError):
-        compose_ids([(256, first)], (4, 4))

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from treemem.commands.run import clear_run, open_synthetic, track, write_json
-from treemem.io.masks import mask_prompts, read_mask, validate_mask
-from treemem.registry import REGISTRY
+from treemem.io.masks import read_mask
+from treemem.pipeline.inputs import as_prompts, open_backend
+from treemem.pipeline.runner import choose_strategy, run_to_folder
+from treemem.pipeline.sinks import clear_run, output_errors, write_report
 from treemem.types import InputError
 
 DEMO_VIDEO = {"seed": 0, "num_frames": 60, "height": 96, "width": 128, "num_objects": 1}
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     check_demo_output(out, overwrite=args.overwrite)
     synthetic_video = importlib.import_module("treemem.backends.synthetic_video")
-    video_folder = synthetic_video.make_video(**DEMO_VIDEO).save(out / "video")
+    with output_errors(out / "video"):
+        video_folder = synthetic_video.make_video(**DEMO_VIDEO).save(out / "video")
     mask_path = video_folder / "gt" / "00000.png"
     print(
         "synthetic video: {num_frames} frames, {height}x{width}, {num_objects} object(s), "
@@ -52,19 +54,17 @@ def run(args: argparse.Namespace) -> int:
     )
     results: dict[str, dict[str, Any]] = {}
     for name in STRATEGIES:
-        backend, video_info, backend_info = open_synthetic(video_folder, seed=0)
-        ids = read_mask(mask_path)
-        validate_mask(ids, backend.frame_size, name=f"mask {mask_path}")
         run_folder = out / name
-        report = track(
-            backend,
-            mask_prompts(ids, frame=0),
-            REGISTRY.create(name),
-            run_folder,
-            overwrite=True,
-            info={"video": video_info, "backend": backend_info},
-            progress=not args.no_progress,
-        )
+        with open_backend(video_folder, "synthetic") as opened:
+            prompts = as_prompts(mask_path, opened.frame_size, opened.num_frames)
+            report = run_to_folder(
+                opened,
+                prompts,
+                choose_strategy(name),
+                run_folder,
+                overwrite=True,
+                progress=False if args.no_progress else None,
+            )
         loaded = synthetic_video.SyntheticVideo.load(video_folder)
         predictions = read_run_masks(run_folder / "masks", loaded.num_frames)
         mean_j = float(synthetic_video.mean_j(predictions, loaded))
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         f"same run by hand: treemem run {video_folder} --backend synthetic --mask {mask_path} "
         f"--strategy sam2long --out {out / 'sam2long'} --overwrite"
     )
-    write_json(out / "demo.json", {"video": DEMO_VIDEO, "results": results})
+    write_report(out / "demo.json", {"video": DEMO_VIDEO, "results": results})
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from treemem.pipeline.sinks import output_errors
 from treemem.types import InputError
 
 MONTAGE_FRAMES = 6
@@ -60,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.run_dir}/run.json names no video: pass --video VIDEO")
         video = Path(recorded)
     if args.out is not None:
-        count = overlay.write_video(args.run_dir, video, args.out, compare=args.compare,
-                                    fps=args.fps)
+        with output_errors(args.out):
+            count = overlay.write_video(args.run_dir, video, args.out, compare=args.compare,
+                                        fps=args.fps)
         print(f"wrote {args.out} ({count} frames)")
     if args.montage is not None:
         frames = args.montage_frames
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             frames = np.unique(np.linspace(0, total - 1, count).round().astype(int)).tolist()
         image = overlay.montage(args.run_dir, video, frames, compare=args.compare,
                                 width=args.montage_width)
-        overlay.save_png(image, args.montage)
+        with output_errors(args.montage):
+            overlay.save_png(image, args.montage)
         print(f"wrote {args.montage} ({len(frames)} frames, {image.shape[1]}x{image.shape[0]})")
     return 0

@@ -177,13 +177,3 @@ def mask_prompts(ids: UInt8Array, frame: int, objects: Sequence[int] | None = No
             raise InputError(f"object {obj} is not in the mask (ids present: {object_ids(ids)})")
         prompts.append(Prompt(obj=obj, frame=frame, mask=mask))
     return prompts
-
-
-def compose_ids(masks: Sequence[tuple[int, BoolArray]], frame_size: tuple[int, int]) -> UInt8Array:
-    """(H, W) uint8 ids from per-object boolean masks; later objects paint over earlier ones."""
-    ids = np.zeros(frame_size, dtype=np.uint8)
-    for obj, mask in masks:
-        if not 0 < obj <= MAX_OBJECT_ID:
-            raise ValueError(f"object id {obj} does not fit a palette PNG (1..{MAX_OBJECT_ID})")
-        ids[mask] = obj
-    return ids

@@ -416,6 +416,11 @@ class FrameFolder(_Source):
         return self._frame_size
 
     @property
+    def frame_names(self) -> list[str]:
+        """The frame files' names without suffix, in frame order (output PNGs reuse them)."""
+        return [p.stem for p in self._files]
+
+    @property
     def fps(self) -> float | None:
         return None
 

@@ -1,0 +1,130 @@
+"""Two objects whose masks overlap: every front end writes sam2's id maps.
+
+The reference is sam2's own predictor: its per-object video-resolution logits, composed the
+way `tools/vos_inference.py` composes them for palette PNGs (`non_overlap_masks=True`: the
+predictor's `_apply_non_overlapping_constraints`, then `> 0`, then `put_per_obj_mask`, which
+paints in descending id order). With `greedy` the per-object logits are sam2's exactly
+(tests/backends/test_sam2_exactness.py), so any difference is the composition.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import treemem
+from treemem import Predictor
+from treemem.cli import main
+from treemem.io.masks import read_mask, write_palette_png
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sam2")
+
+from treemem.backends.sam2 import build_random_model  # noqa: E402
+
+SIZE = (180, 320)
+IMAGE_SIZE = 256
+
+
+def prompt_ids() -> np.ndarray:
+    """Two boxes side by side: random-weight masks spill over the border between them."""
+    ids = np.zeros(SIZE, np.uint8)
+    ids[50:140, 60:160] = 1
+    ids[40:130, 160:260] = 2
+    return ids
+
+
+def put_per_obj_mask(per_obj_mask: dict[int, np.ndarray]) -> np.ndarray:
+    """vos_inference.py's painter: descending ids, so a lower id paints last."""
+    ids = np.zeros(SIZE, np.uint8)
+    for obj in sorted(per_obj_mask)[::-1]:
+        ids[per_obj_mask[obj]] = obj
+    return ids
+
+
+def sam2_id_maps(model: object, folder: Path, ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """(T, H, W) ids as sam2 writes them, and how many pixels two objects' logits claim."""
+    state = model.init_state(video_path=str(folder))  # type: ignore[attr-defined]
+    for obj in (1, 2):
+        model.add_new_mask(state, 0, obj, ids == obj)  # type: ignore[attr-defined]
+    maps, contested = [], 0
+    for _, obj_ids, logits in model.propagate_in_video(state):  # type: ignore[attr-defined]
+        contested += int(((logits[:, 0] > 0).sum(0) > 1).sum())
+        constrained = model._apply_non_overlapping_constraints(logits)  # type: ignore[attr-defined]
+        per_obj = {obj: (constrained[i, 0] > 0).cpu().numpy() for i, obj in enumerate(obj_ids)}
+        maps.append(put_per_obj_mask(per_obj))
+    return np.stack(maps), contested
+
+
+@pytest.fixture(scope="module")
+def setup(cups_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    folder = tmp_path_factory.mktemp("composition")
+    model = build_random_model(seed=2, image_size=IMAGE_SIZE)
+    model.fill_hole_area = 0
+    checkpoint = folder / "sam2.1_hiera_tiny_random.pt"
+    torch.save({"model": model.state_dict()}, checkpoint)
+    write_palette_png(folder / "mask.png", prompt_ids())
+    return {"model": model, "checkpoint": checkpoint, "folder": folder, "clip": cups_clip}
+
+
+def test_every_route_writes_sam2s_composed_id_maps(
+    setup: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, clip, folder = setup["model"], Path(str(setup["clip"])), Path(str(setup["folder"]))
+    checkpoint = str(setup["checkpoint"])
+    expected, contested = sam2_id_maps(model, clip, prompt_ids())
+    assert contested > 1000  # the masks really overlap, so the rule decides many pixels
+
+    found: dict[str, np.ndarray] = {}
+    found["track"] = np.array(
+        treemem.track(clip, prompt_ids(), "greedy", backend="sam2", model=model).masks
+    )
+    predictor = Predictor("sam2", "greedy", model=model, non_overlap_masks=True)
+    with predictor.init_state(clip) as state:
+        for obj in (1, 2):
+            predictor.add_new_mask(state, 0, obj, prompt_ids() == obj)
+        maps = []
+        for _, obj_ids, masks in predictor.propagate_in_video(state):
+            ids = np.zeros(SIZE, np.uint8)
+            for obj, mask in zip(obj_ids, masks, strict=True):
+                ids[mask] = obj
+            maps.append(ids)
+        found["predictor"] = np.stack(maps)
+
+    sam2_options = ["--checkpoint", checkpoint, "--image-size", str(IMAGE_SIZE), "--device", "cpu"]
+    out = folder / "run"
+    assert main(["run", str(clip), "--mask", str(folder / "mask.png"), "--strategy", "greedy",
+                 "--out", str(out), "--no-progress", *sam2_options]) == 0
+    found["run"] = np.stack([read_mask(p) for p in sorted((out / "masks").glob("*.png"))])
+
+    dataset = folder / "dataset"
+    shutil.copytree(clip, dataset / "cups" / "frames")
+    (dataset / "cups" / "gt").mkdir()
+    write_palette_png(dataset / "cups" / "gt" / "00000.png", prompt_ids())
+    bench = folder / "bench"
+    assert main(["bench", str(dataset), "--backend", "sam2", "--strategy", "greedy",
+                 "--out", str(bench), *sam2_options]) == 0
+    pred = bench / "runs" / "greedy" / "pred" / "cups"
+    found["bench"] = np.stack([read_mask(p) for p in sorted(pred.glob("*.png"))])
+    capsys.readouterr()
+
+    for name, ids in found.items():
+        assert ids.shape == expected.shape, name
+        differ = int((ids != expected).sum())
+        assert differ == 0, f"{name}: {differ} pixels differ from sam2's composition"
+    # The old rule (boolean masks painted in ascending id order, the higher id wins) gives
+    # other maps on this case, so the comparison above has teeth.
+    old = Predictor("sam2", "greedy", model=model)
+    with old.init_state(clip) as state:
+        for obj in (1, 2):
+            old.add_new_mask(state, 0, obj, prompt_ids() == obj)
+        higher_wins = []
+        for _, obj_ids, masks in old.propagate_in_video(state):
+            ids = np.zeros(SIZE, np.uint8)
+            for obj, mask in zip(obj_ids, masks, strict=True):
+                ids[mask] = obj
+            higher_wins.append(ids)
+    assert int((np.stack(higher_wins) != expected).sum()) > 100

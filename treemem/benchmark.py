@@ -1,0 +1,605 @@
+"""Benchmarks as a library: sweeps of strategy sets over a dataset, scored, compared for speed.
+
+`treemem bench` is a thin command over this module; bench scripts and notebooks call it too.
+
+Every (strategy, setting) pair is a run; every run tracks every video. A dataset folder holds
+one folder per video with `frames/` (the images) and `gt/` (palette PNGs, one per annotated
+frame, named like the frames); `treemem bench --make-synthetic DIR` writes the synthetic suite
+in this layout (plus what the synthetic backend reads). Each object is prompted with its
+first ground-truth mask, as in the semi-supervised protocol.
+
+Output, under `--out`:
+
+    runs/<run>/run.json                 what the run is (checked when resuming)
+    runs/<run>/pred/<video>/<frame>.png predictions (palette PNGs)
+    runs/<run>/results/<video>.json     scores and timing; written last and atomically, so
+                                        its presence marks the video finished
+    results.csv, results.json, results.md   the comparison table
+
+A rerun skips finished videos. With `--ray` (or `--ray-address`) each video is one Ray task,
+so a lost worker loses only its video; without them Ray is never imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from treemem.evaluation import (
+    VideoMasks,
+    atomic_writer,
+    object_from_record,
+    object_record,
+    score_video,
+    write_json,
+)
+from treemem.io.masks import object_ids, read_mask
+from treemem.metrics import Summary, VideoScores, summarize
+from treemem.pipeline.frames import FrameStream
+from treemem.pipeline.inputs import ModelCache, ModelSpec, OpenedVideo, open_backend
+from treemem.pipeline.runner import choose_strategy, search_frames
+from treemem.pipeline.sinks import PaletteFolderSink, output_errors, progress_bar
+from treemem.registry import ALIASES, REGISTRY, load_strategy
+from treemem.types import ConfigError, InputError, Prompt, TreememError
+
+BACKENDS = ("synthetic", "sam2")
+BASELINE = "greedy"
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One strategy set with the overrides the user set for it (strings, as typed)."""
+
+    strategy: str
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return "-".join([self.strategy, *(f"{k}={v}" for k, v in self.overrides)])
+
+
+def parse_sweep(values: Sequence[str]) -> list[tuple[tuple[str, ...], list[tuple[str, ...]]]]:
+    """`--set` values as (keys, options): `P=1,2` -> (("P",), [("1",), ("2",)]);
+    `w_low/w_high=1/1,0.9/1.1` sweeps the two keys together."""
+    groups = []
+    for text in values:
+        key_text, sep, value_text = text.partition("=")
+        keys = tuple(k.strip() for k in key_text.split("/"))
+        if not sep or not all(keys) or not value_text.strip():
+            raise ConfigError(f"--set needs KEY=V1,V2,... (or K1/K2=A1/A2,B1/B2), got {text!r}")
+        options = []
+        for option in value_text.split(","):
+            parts = tuple(part.strip() for part in option.split("/"))
+            if len(parts) != len(keys) or not all(parts):
+                raise ConfigError(
+                    f"--set {text!r}: {option!r} needs {len(keys)} values joined by /"
+                )
+            options.append(parts)
+        groups.append((keys, options))
+    return groups
+
+
+def expand_runs(strategies: Sequence[str], sweep: Sequence[str]) -> list[RunSpec]:
+    """Every strategy crossed with every combination of the `--set` options it accepts.
+
+    A key applies to the strategies that have it (so `--set P=1,2,3` sweeps sam2long and runs
+    greedy once); a key no strategy has is an error. Every run is checked by building it.
+    """
+    groups = parse_sweep(sweep)
+    known = {name: _parameter_names(name) for name in strategies}
+    for keys, options in groups:
+        if not any(set(keys) <= known[name] for name in strategies):
+            # let the registry explain (it suggests the closest parameter name)
+            REGISTRY.create(strategies[0], dict(zip(keys, options[0], strict=True)))
+            raise ConfigError(f"no strategy has all of {', '.join(keys)}")
+    runs: list[RunSpec] = []
+    for name in dict.fromkeys(strategies):
+        mine = [(keys, options) for keys, options in groups if set(keys) <= known[name]]
+        for combination in itertools.product(*(options for _, options in mine)):
+            overrides = tuple(
+                (key, value)
+                for (keys, _), values in zip(mine, combination, strict=True)
+                for key, value in zip(keys, values, strict=True)
+            )
+            spec = RunSpec(name, overrides)
+            load_strategy(spec.strategy, dict(spec.overrides))
+            if spec not in runs:
+                runs.append(spec)
+    return runs
+
+
+def _parameter_names(strategy: str) -> set[str]:
+    names = {p.name for p in REGISTRY.parameters(strategy)}
+    return names | {alias for alias, target in ALIASES.items() if target in names}
+
+
+# --- one video ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """Everything a worker needs to run one video of one run (plain, picklable values)."""
+
+    run: RunSpec
+    video_dir: str
+    run_dir: str
+    backend: str = "synthetic"
+    checkpoint: str | None = None
+    image_size: int | None = None
+    device: str | None = None
+    skip_first_last: bool = True
+    seed: int = 0
+
+    @property
+    def video(self) -> str:
+        return Path(self.video_dir).name
+
+    @property
+    def result_path(self) -> Path:
+        return Path(self.run_dir) / "results" / f"{self.video}.json"
+
+    @property
+    def pred_dir(self) -> Path:
+        return Path(self.run_dir) / "pred" / self.video
+
+
+def open_job(job: VideoJob, models: ModelCache | None = None) -> OpenedVideo:
+    """A job's video through the run layer's one opener: the synthetic folder itself, or its
+    `frames/` folder for SAM 2. Frame names (the output PNG names) are the frame files'.
+
+    `models` keeps loaded SAM 2 models across the videos of one process (a Ray task loads
+    its own), so a checkpoint is read once, not once per video.
+    """
+    video_dir = Path(job.video_dir)
+    if job.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {job.backend!r} (known: {', '.join(BACKENDS)})")
+    if job.backend == "sam2" and job.checkpoint is None:
+        raise InputError("--backend sam2 needs --checkpoint CKPT (a SAM 2 / SAM 2.1 .pt file)")
+    spec = ModelSpec(job.checkpoint, device=job.device, image_size=job.image_size, seed=job.seed)
+    if job.backend == "synthetic":
+        if not (video_dir / "video.json").is_file():
+            raise InputError(
+                f"{video_dir} is not a saved synthetic video (no video.json); write the suite "
+                "with `treemem bench --make-synthetic DIR` or use --backend sam2"
+            )
+        opened = open_backend(video_dir, "synthetic", spec)
+        opened.frame_names = sorted(p.stem for p in (video_dir / "frames").glob("*.png"))
+        return opened
+    return open_backend(video_dir / "frames", "sam2", spec, models=models)
+
+
+def first_frame_prompts(gt_dir: Path, names: Sequence[str]) -> list[Prompt]:
+    """Each ground-truth object prompted with its mask on the first frame it appears in."""
+    index = {name: i for i, name in enumerate(names)}
+    prompts: list[Prompt] = []
+    seen: set[int] = set()
+    for path in sorted(gt_dir.glob("*.png")):
+        if path.stem not in index:
+            raise InputError(f"{path}: no frame named {path.stem} in the video's frames/")
+        ids = read_mask(path)
+        for obj in object_ids(ids):
+            if obj not in seen and obj != 255:
+                seen.add(obj)
+                prompts.append(Prompt(obj, index[path.stem], mask=ids == obj))
+    if not prompts:
+        raise InputError(f"{gt_dir}: no object in the ground truth, nothing to track")
+    return prompts
+
+
+def run_video(
+    job: VideoJob,
+    on_frame: Callable[[int], None] | None = None,
+    models: ModelCache | None = None,
+) -> dict[str, Any]:
+    """Track one video, write its predictions, score them, write the result file last."""
+    with open_job(job, models) as opened:
+        names = opened.frame_names
+        if len(names) != opened.num_frames:
+            raise InputError(
+                f"{job.video_dir}: {len(names)} frame files but {opened.num_frames} frames"
+            )
+        gt_dir = Path(job.video_dir) / "gt"
+        prompts = first_frame_prompts(gt_dir, names)
+        choice = choose_strategy(job.run.strategy, dict(job.run.overrides))
+        stream = FrameStream(opened.backend, choice.strategy, prompts)
+        sink = PaletteFolderSink(job.pred_dir, names)
+        seconds = search_frames(stream, [sink], on_frame=on_frame)
+    if sink.written != opened.num_frames:
+        raise TreememError(f"{job.video}: the engine left frame {names[sink.written]} undecided")
+    scores = score_video(
+        VideoMasks(job.video, gt_dir, per_object=False),
+        VideoMasks(job.video, job.pred_dir, per_object=False),
+        skip_first_last=job.skip_first_last,
+    )
+    tracked = opened.num_frames - stream.first_frame
+    result = {
+        "video": job.video,
+        "run": job.run.name,
+        "strategy": job.run.strategy,
+        "overrides": dict(job.run.overrides),
+        "backend": job.backend,
+        "frames": opened.num_frames,
+        "tracked_frames": tracked,
+        "objects": len(stream.objects),
+        "seconds": seconds,
+        "fps": tracked / seconds if seconds > 0 else None,
+        "scores": [object_record(o) for o in scores.objects],
+    }
+    with output_errors(job.result_path):
+        write_json(job.result_path, result)
+    return result
+
+
+def _run_video_quietly(job: VideoJob) -> dict[str, Any]:
+    """What a Ray task runs (no terminal to draw on)."""
+    return run_video(job)
+
+
+# --- many videos ------------------------------------------------------------------------------
+
+
+def finished(job: VideoJob) -> dict[str, Any] | None:
+    """The stored result of a finished video, or None (missing or unreadable: run it again)."""
+    try:
+        result: dict[str, Any] = json.loads(job.result_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if result.get("run") == job.run.name else None
+
+
+def run_in_process(
+    jobs: Sequence[VideoJob], done: Callable[[VideoJob, dict[str, Any] | str], None]
+) -> None:
+    """Videos one after another, with a progress bar per video that counts the videos too."""
+    models = ModelCache()
+    for number, job in enumerate(jobs, 1):
+        label = f"[{number}/{len(jobs)}] {job.run.name} / {job.video}"
+        try:
+            with progress_bar(_num_frames(job), label) as bar:
+
+                def on_frame(done: int, bar: Any = bar) -> None:
+                    bar.update(done - bar.n)
+
+                result = run_video(job, on_frame, models)
+        except TreememError as error:
+            done(job, str(error))
+            continue
+        done(job, result)
+
+
+def _num_frames(job: VideoJob) -> int:
+    frames = Path(job.video_dir) / "frames"
+    return sum(1 for p in frames.iterdir() if not p.name.startswith(".")) if frames.is_dir() else 0
+
+
+def run_on_ray(
+    jobs: Sequence[VideoJob],
+    done: Callable[[VideoJob, dict[str, Any] | str], None],
+    *,
+    address: str | None,
+    workers: int | None,
+    gpus_per_video: float,
+) -> None:
+    """One Ray task per video: a local Ray (`address` None) or an existing cluster.
+
+    On a cluster every node needs treemem installed and the dataset and --out folders at
+    the same paths (a shared filesystem); each task writes its own video's files.
+    """
+    try:
+        ray = importlib.import_module("ray")
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'treemem[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address is None:
+            ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR")
+        else:
+            ray.init(address=address, logging_level="ERROR")
+    try:
+        task = ray.remote(_run_video_quietly).options(
+            num_cpus=1, num_gpus=gpus_per_video, max_retries=1
+        )
+        pending = {task.remote(job): job for job in jobs}
+        with progress_bar(len(jobs), "videos on Ray", unit="videos") as bar:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                job = pending.pop(ready[0])
+                try:
+                    done(job, ray.get(ready[0]))
+                except Exception as error:  # a task's error, re-raised by Ray: report it
+                    done(job, _last_line(error))
+                bar.update(1)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _last_line(error: BaseException) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run's scores over the videos it finished, and its speed."""
+
+    spec: RunSpec
+    videos: tuple[VideoScores, ...]
+    summary: Summary
+    frames: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else math.nan
+
+
+def collect(spec: RunSpec, results: Iterable[dict[str, Any]]) -> RunResult:
+    stored = sorted(results, key=lambda r: str(r["video"]))
+    videos = tuple(
+        VideoScores(r["video"], tuple(object_from_record(r["video"], o) for o in r["scores"]))
+        for r in stored
+    )
+    return RunResult(
+        spec,
+        videos,
+        summarize(o for v in videos for o in v.objects),
+        sum(int(r["tracked_frames"]) for r in stored),
+        sum(float(r["seconds"]) for r in stored),
+    )
+
+
+def baseline_fps(runs: Sequence[RunResult]) -> float:
+    for run in runs:
+        if run.spec.strategy == BASELINE and not run.spec.overrides:
+            return run.fps
+    for run in runs:
+        if run.spec.strategy == BASELINE:
+            return run.fps
+    return math.nan
+
+
+def table_rows(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
+    base = baseline_fps(runs)
+    rows = []
+    for run in runs:
+        rows.append(
+            {
+                "run": run.spec.name,
+                "strategy": run.spec.strategy,
+                **{key: value for key, value in run.spec.overrides},
+                "videos": len(run.videos),
+                "objects": run.summary.objects,
+                "J&F": run.summary.jf,
+                "J": run.summary.j.mean,
+                "F": run.summary.f.mean,
+                "fps": run.fps,
+                "speed_vs_greedy": run.fps / base if base > 0 else math.nan,
+            }
+        )
+    return rows
+
+
+def _cell(value: float, scale: float = 100.0, digits: int = 1) -> str:
+    return "-" if math.isnan(value) else f"{scale * value:.{digits}f}"
+
+
+def format_runs(runs: Sequence[RunResult], markdown: bool = False) -> str:
+    header = ["run", "videos", "J&F", "J", "F", "fps", "x greedy"]
+    body = [
+        [
+            row["run"],
+            str(row["videos"]),
+            _cell(row["J&F"]),
+            _cell(row["J"]),
+            _cell(row["F"]),
+            _cell(row["fps"], 1.0, 1),
+            _cell(row["speed_vs_greedy"], 1.0, 2),
+        ]
+        for row in table_rows(runs)
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        for cells in [header, *body]
+    )
+
+
+def write_tables(out: Path, runs: Sequence[RunResult]) -> None:
+    import csv
+
+    rows = table_rows(runs)
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    with atomic_writer(out / "results.csv") as stream:
+        writer = csv.DictWriter(stream, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _plain(row.get(k, "")) for k in keys})
+    write_json(
+        out / "results.json", {"runs": [{k: _plain(v) for k, v in row.items()} for row in rows]}
+    )
+    with atomic_writer(out / "results.md") as stream:
+        stream.write(format_runs(runs, markdown=True) + "\n")
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    return value
+
+
+def make_synthetic(folder: Path, count: int, seed: int) -> list[Path]:
+    """Write the seeded synthetic suite as a `treemem bench` dataset."""
+    make_suite = importlib.import_module("treemem.backends.synthetic_video").make_suite
+    if count < 1:
+        raise InputError(f"--count must be >= 1, got {count}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        video.save(folder / f"video_{i:03d}") for i, video in enumerate(make_suite(seed, count))
+    ]
+
+
+def list_videos(dataset: Path) -> list[Path]:
+    if not dataset.is_dir():
+        raise InputError(f"dataset folder not found: {dataset}")
+    videos = sorted(p for p in dataset.iterdir() if (p / "gt").is_dir())
+    if not videos:
+        raise InputError(
+            f"{dataset} holds no video folder with a gt/ folder (write the synthetic suite "
+            "with `treemem bench --make-synthetic DIR`)"
+        )
+    return videos
+
+
+def _check_run_dir(run_dir: Path, record: dict[str, Any]) -> None:
+    path = run_dir / "run.json"
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            stored = None
+        if stored != record:
+            raise InputError(
+                f"{run_dir} holds a run with other settings ({path}); use another --out or "
+                "delete that folder"
+            )
+    else:
+        write_json(path, record)
+
+
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What every video of a benchmark shares (the model and the scoring protocol)."""
+
+    backend: str = "synthetic"
+    checkpoint: str | None = None
+    image_size: int | None = None
+    device: str | None = None
+    skip_first_last: bool = True
+    seed: int = 0
+
+
+def plan_jobs(
+    runs: Sequence[RunSpec], videos: Sequence[Path], out: Path, settings: BenchSettings
+) -> list[VideoJob]:
+    """One job per (run, video); each run folder's run.json is written or checked."""
+    jobs: list[VideoJob] = []
+    for spec in runs:
+        run_dir = out / "runs" / spec.name
+        record = {
+            "strategy": spec.strategy,
+            "overrides": dict(spec.overrides),
+            "backend": settings.backend,
+            "checkpoint": settings.checkpoint,
+            "image_size": settings.image_size,
+            "skip_first_last": settings.skip_first_last,
+            "seed": settings.seed,
+        }
+        with output_errors(run_dir, "create"):
+            _check_run_dir(run_dir, record)
+        jobs += [
+            VideoJob(
+                spec,
+                str(video.resolve()),
+                str(run_dir.resolve()),
+                backend=settings.backend,
+                checkpoint=settings.checkpoint,
+                image_size=settings.image_size,
+                device=settings.device,
+                skip_first_last=settings.skip_first_last,
+                seed=settings.seed,
+            )
+            for video in videos
+        ]
+    return jobs
+
+
+@dataclass(frozen=True)
+class BenchOutcome:
+    """Every run's collected results, and the videos that failed (`run / video: reason`)."""
+
+    runs: tuple[RunResult, ...]
+    failures: tuple[str, ...]
+
+
+def run_benchmark(
+    dataset: Path,
+    out: Path,
+    strategies: Sequence[str],
+    sweep: Sequence[str],
+    settings: BenchSettings,
+    *,
+    ray: bool = False,
+    ray_address: str | None = None,
+    workers: int | None = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> BenchOutcome:
+    """Run every strategy x sweep setting over every video of `dataset` into `out`, skipping
+    videos already finished there; write results.csv/json/md. `log` gets one line per event."""
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    runs = expand_runs(strategies, sweep)
+    videos = list_videos(dataset)
+    jobs = plan_jobs(runs, videos, out, settings)
+    results: dict[RunSpec, list[dict[str, Any]]] = {spec: [] for spec in runs}
+    failures: list[str] = []
+    todo = []
+    for job in jobs:
+        stored = finished(job)
+        if stored is None:
+            todo.append(job)
+        else:
+            results[job.run].append(stored)
+    if len(todo) < len(jobs):
+        log(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} videos already finished")
+
+    def done(job: VideoJob, outcome: dict[str, Any] | str) -> None:
+        if isinstance(outcome, str):
+            failures.append(f"{job.run.name} / {job.video}: {outcome}")
+            log(f"failed: {failures[-1]}")
+            return
+        results[job.run].append(outcome)
+        if not sys.stderr.isatty():
+            scores = summarize(object_from_record(job.video, o) for o in outcome["scores"])
+            log(
+                f"done: {job.run.name} / {job.video}: J&F {_cell(scores.jf)}, "
+                f"{_cell(outcome['fps'] or math.nan, 1.0)} fps"
+            )
+
+    uses_cpu = settings.backend == "synthetic" or settings.device == "cpu"
+    if todo:
+        if ray or ray_address:
+            run_on_ray(
+                todo,
+                done,
+                address=ray_address,
+                workers=workers,
+                gpus_per_video=0.0 if uses_cpu else 1.0,
+            )
+        else:
+            run_in_process(todo, done)
+    collected = tuple(collect(spec, results[spec]) for spec in runs)
+    write_tables(out, collected)
+    return BenchOutcome(collected, tuple(failures))

@@ -1,0 +1,359 @@
+"""Inputs: a video and a model spec become a `Backend`; prompts are checked against it.
+
+This module is the only place a backend is opened, so `track()`, `Predictor`, `treemem run`,
+`treemem demo` and `treemem bench` accept the same inputs and refuse bad ones with the same
+one-line errors. Heavy modules (torch, sam2, the synthetic tracker) load only when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from treemem.backend import Backend
+from treemem.io.masks import mask_prompts, read_mask, validate_mask
+from treemem.io.video import open_video
+from treemem.types import Closing, ConfigError, InputError, Prompt, UInt8Array
+
+BackendName = Literal["sam2", "synthetic"]
+BACKENDS: tuple[BackendName, ...] = ("sam2", "synthetic")
+
+VideoInput = str | os.PathLike[str] | npt.NDArray[np.uint8] | Any
+"""A video: an mp4 path, a folder of JPEG/PNG frames, a saved synthetic video folder, a
+`treemem.backends.synthetic_video.SyntheticVideo`, or (sam2 backend) a (T, H, W, 3) uint8
+RGB array."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which SAM 2 model to run and where (what `--checkpoint`, `--config`, ... give).
+
+    `model` is a sam2 model already built (`treemem.backends.sam2.load_model`), used instead of
+    loading `checkpoint`; `seed` is the synthetic backend's noise seed.
+    """
+
+    checkpoint: str | os.PathLike[str] | None = None
+    config: str | None = None
+    device: str | None = None
+    offload: bool = False
+    image_size: int | None = None
+    model: Any = field(default=None, compare=False, repr=False)
+    seed: int = 0
+
+    def check(self) -> None:
+        """What can be checked before the video and the model are opened."""
+        if self.model is not None:
+            return
+        if self.checkpoint is None:
+            raise InputError(
+                "the sam2 backend needs a checkpoint (--checkpoint PATH or checkpoint=PATH, e.g. "
+                "sam2.1_hiera_tiny.pt from the SAM 2 release), or use the synthetic backend"
+            )
+        if not Path(self.checkpoint).is_file():
+            raise InputError(
+                f"checkpoint not found: {self.checkpoint}; give the path of a .pt file"
+            )
+        if self.image_size is not None and self.image_size <= 0:
+            raise InputError(f"image size must be > 0, got {self.image_size}")
+
+    def info(self, name: str) -> dict[str, Any]:
+        """What run.json records about the backend."""
+        if name == "synthetic":
+            return {"name": "synthetic", "seed": self.seed}
+        return {
+            "name": "sam2",
+            "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
+            "config": self.config,
+            "device": self.device,
+            "offload": self.offload,
+            "image_size": self.image_size,
+        }
+
+
+class ModelCache:
+    """Loaded SAM 2 models by spec, so a checkpoint is read once per process, not per video."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, str | None, str | None, int | None], Any] = {}
+
+    def get(self, spec: ModelSpec) -> Any:
+        if spec.model is not None:
+            return spec.model
+        spec.check()
+        key = (str(spec.checkpoint), spec.config, spec.device, spec.image_size)
+        if key not in self._models:
+            self._models[key] = import_sam2_backend().load_model(
+                Path(str(spec.checkpoint)),
+                config=spec.config,
+                device=spec.device,
+                image_size=spec.image_size,
+            )
+        return self._models[key]
+
+
+@dataclass(eq=False)
+class OpenedVideo(Closing):
+    """A video opened for one search: its size, what to call its frames, what run.json says
+    about it, and the backend over it.
+
+    The backend (and with it the model) is made on first use of `backend`, so prompts can be
+    checked against the video before a large checkpoint is read. A context manager: leaving
+    it closes the video file.
+    """
+
+    num_frames: int
+    frame_size: tuple[int, int]
+    frame_names: list[str]
+    video_info: dict[str, Any]
+    backend_info: dict[str, Any]
+    make_backend: Callable[[], Backend] = field(repr=False)
+    _backend: Backend | None = field(default=None, repr=False)
+    _closers: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    @classmethod
+    def of(cls, backend: Backend, video_info: dict[str, Any], backend_info: dict[str, Any]
+           ) -> OpenedVideo:
+        """An already made backend (it knows its video's length and size)."""
+        return cls(backend.num_frames, backend.frame_size, _numbered(backend.num_frames),
+                   video_info, backend_info, lambda: backend, backend)
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = self.make_backend()
+        return self._backend
+
+    def close(self) -> None:
+        self._closers.close()
+
+
+def open_backend(
+    video: VideoInput | None,
+    backend: BackendName | Backend | None = None,
+    model: ModelSpec | None = None,
+    *,
+    models: ModelCache | None = None,
+) -> OpenedVideo:
+    """The one backend opener.
+
+    `backend` None picks "synthetic" for a synthetic video and "sam2" otherwise; a `Backend`
+    instance reads its own frames (`video` must then be None).
+    """
+    spec = model if model is not None else ModelSpec()
+    if backend is not None and not isinstance(backend, str):
+        if video is not None:
+            raise InputError(
+                "a Backend instance reads its own frames; pass video=None with it"
+            )
+        return OpenedVideo.of(backend, {}, {"name": type(backend).__name__})
+    if backend is None:
+        backend = "synthetic" if is_synthetic(video) else "sam2"
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; use 'sam2', 'synthetic' or a Backend")
+    if video is None:
+        raise InputError(f"backend {backend!r} needs a video")
+    if backend == "synthetic":
+        return _open_synthetic(video, spec)
+    return _open_sam2(video, spec, models if models is not None else ModelCache())
+
+
+def _numbered(count: int) -> list[str]:
+    return [f"{index:05d}" for index in range(count)]
+
+
+def _synthetic_video_class() -> type[Any]:
+    cls: type[Any] = importlib.import_module("treemem.backends.synthetic_video").SyntheticVideo
+    return cls
+
+
+def is_synthetic(video: object) -> bool:
+    """A `SyntheticVideo`, or a folder `SyntheticVideo.save` wrote."""
+    if isinstance(video, (str, os.PathLike)):
+        return (Path(video) / "video.json").is_file()
+    return video is not None and isinstance(video, _synthetic_video_class())
+
+
+def _open_synthetic(video: VideoInput, spec: ModelSpec) -> OpenedVideo:
+    synthetic = importlib.import_module("treemem.backends.synthetic")
+    path: str | None = None
+    if isinstance(video, (str, os.PathLike)):
+        folder = Path(video)
+        if not (folder / "video.json").is_file():
+            raise InputError(
+                f"{folder} is not a saved synthetic video (no video.json); the synthetic "
+                "backend reads the folders `treemem demo` and `treemem bench --make-synthetic` "
+                "write"
+            )
+        video, path = _synthetic_video_class().load(folder), str(folder)
+    if not isinstance(video, _synthetic_video_class()):
+        raise InputError(
+            "the synthetic backend tracks a SyntheticVideo or a folder SyntheticVideo.save wrote, "
+            f"got {type(video).__name__}"
+        )
+    backend: Backend = synthetic.SyntheticBackend(video, seed=spec.seed)
+    frames, height, width = video.frames.shape[:3]
+    info = {"path": path, "frames": int(frames), "size": [int(height), int(width)], "fps": None}
+    return OpenedVideo.of(backend, info, spec.info("synthetic"))
+
+
+@dataclass(frozen=True)
+class _FrameArray:
+    """Frames held in memory, (T, H, W, 3) uint8, read like a video file."""
+
+    frames: UInt8Array
+
+    def read(self, index: int) -> UInt8Array:
+        return np.array(self.frames[index])
+
+
+def _open_sam2(video: VideoInput, spec: ModelSpec, models: ModelCache) -> OpenedVideo:
+    module = import_sam2_backend()
+    spec.check()
+    closers = ExitStack()
+    read: Callable[[int], UInt8Array]
+    if isinstance(video, (str, os.PathLike)):
+        source = closers.enter_context(open_video(Path(video)))
+        read, num_frames, frame_size = source.read, source.num_frames, source.frame_size
+        names = getattr(source, "frame_names", None) or _numbered(num_frames)
+        info = {"path": str(video), "frames": num_frames, "size": list(frame_size),
+                "fps": source.fps}
+    else:
+        frames = getattr(video, "frames", video)
+        if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[3] != 3:
+            raise InputError(
+                "the sam2 backend reads an mp4, a frame folder, a SyntheticVideo or a "
+                f"(T, H, W, 3) uint8 array, got {type(video).__name__}"
+            )
+        read = _FrameArray(frames.astype(np.uint8, copy=False)).read
+        num_frames = int(frames.shape[0])
+        frame_size = (int(frames.shape[1]), int(frames.shape[2]))
+        names = _numbered(num_frames)
+        info = {"path": None, "frames": num_frames, "size": list(frame_size), "fps": None}
+
+    def make_backend() -> Backend:
+        backend: Backend = module.Sam2Backend(
+            models.get(spec), read, num_frames, frame_size, offload=spec.offload
+        )
+        return backend
+
+    return OpenedVideo(num_frames, frame_size, names, info, spec.info("sam2"), make_backend,
+                       _closers=closers)
+
+
+def import_sam2_backend() -> Any:
+    """`treemem.backends.sam2`, or an `InputError` naming the missing extra (torch, sam2)."""
+    try:
+        return importlib.import_module("treemem.backends.sam2")
+    except ImportError as error:
+        if (error.name or "").startswith("treemem"):
+            raise
+        raise InputError(
+            f"the sam2 backend needs `pip install 'treemem[sam2]'` (missing: {error.name})"
+        ) from None
+
+
+# --- prompts --------------------------------------------------------------------------------
+
+
+PromptInput = Prompt | Sequence[Prompt] | str | os.PathLike[str] | npt.NDArray[np.integer[Any]]
+"""Prompts: `Prompt` records, or a mask of object ids on `prompt_frame` as an (H, W) integer
+array or a PNG path (palette PNG, or grayscale 0/1 or 0/255 for one object)."""
+
+
+def as_prompts(
+    prompts: PromptInput,
+    frame_size: tuple[int, int],
+    num_frames: int,
+    frame: int = 0,
+    *,
+    max_objects: int | None = None,
+) -> list[Prompt]:
+    """Normalise prompts to `Prompt` records, each checked against the video."""
+    if isinstance(prompts, Prompt):
+        found = [prompts]
+    elif isinstance(prompts, (str, os.PathLike, np.ndarray)):
+        check_frame(frame, num_frames, "the prompt frame")
+        if isinstance(prompts, np.ndarray):
+            ids = _id_array(prompts)
+            name = "the prompt mask"
+        else:
+            ids, name = read_mask(Path(prompts)), f"mask {prompts}"
+        validate_mask(ids, frame_size, max_objects=max_objects, name=name)
+        return mask_prompts(ids, frame)
+    else:
+        found = list(prompts)
+        if not all(isinstance(p, Prompt) for p in found):
+            raise InputError("prompts must be Prompt records, a mask array or a mask PNG path")
+    for prompt in found:
+        check_prompt(prompt, frame_size, num_frames)
+    return found
+
+
+def _id_array(mask: npt.NDArray[Any]) -> UInt8Array:
+    if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != np.bool_:
+        raise InputError(f"a prompt mask needs integer object ids, got dtype {mask.dtype}")
+    if mask.size and (mask.min() < 0 or mask.max() > 255):
+        raise InputError("a prompt mask's object ids must be in 0..255")
+    return mask.astype(np.uint8)
+
+
+def check_frame(frame: int, num_frames: int, what: str = "frame") -> None:
+    if not 0 <= frame < num_frames:
+        raise InputError(f"{what} {frame} is outside the video (frames 0..{num_frames - 1})")
+
+
+def check_prompt(prompt: Prompt, frame_size: tuple[int, int], num_frames: int) -> None:
+    """One prompt against the video: its frame, object id, mask size, box and points."""
+    check_frame(prompt.frame, num_frames, f"the prompt for object {prompt.obj} is on frame")
+    if not 0 < prompt.obj <= 255:
+        raise InputError(f"object ids must be in 1..255 (palette PNG ids), got {prompt.obj}")
+    if prompt.mask is not None and prompt.mask.shape != frame_size:
+        raise InputError(
+            f"the mask for object {prompt.obj} is {prompt.mask.shape}, the video is "
+            f"{frame_size} (height, width)"
+        )
+    if prompt.box is not None:
+        check_box(prompt.box, frame_size)
+    if prompt.points:
+        check_points(prompt.points, prompt.labels, frame_size)
+    if prompt.mask is None and prompt.box is None and not prompt.points:
+        raise InputError(f"the prompt for object {prompt.obj} has no mask, box or points")
+
+
+def check_box(
+    box: Sequence[float], frame_size: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """A box (x0, y0, x1, y1) in pixels inside the frame, with x0 < x1 and y0 < y1."""
+    height, width = frame_size
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise InputError(
+            f"box {[x0, y0, x1, y1]} is not a box inside the {width}x{height} frame; give "
+            f"0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}"
+        )
+    return (x0, y0, x1, y1)
+
+
+def check_points(
+    points: Sequence[Sequence[float]], labels: Sequence[int], frame_size: tuple[int, int]
+) -> None:
+    """Points (x, y) in pixels inside the frame, each with a label 1 (object) or 0."""
+    height, width = frame_size
+    if len(labels) != len(points):
+        raise InputError(f"{len(points)} points but {len(labels)} labels")
+    if any(label not in (0, 1) for label in labels):
+        raise InputError("point labels must be 1 (object) or 0 (background)")
+    for x, y in points:
+        if not (0 <= x < width and 0 <= y < height):
+            raise InputError(
+                f"point ({x:g}, {y:g}) is outside the {width}x{height} frame; give 0 <= x < "
+                f"{width} and 0 <= y < {height}"
+            )

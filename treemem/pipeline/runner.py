@@ -1,0 +1,143 @@
+"""A whole run, from prompts to a run folder or to arrays; what every front end calls.
+
+`search_frames` is the one loop: engine decisions -> complete frames -> sinks. `run_to_folder`
+adds the run folder's bookkeeping (settings for --resume, tree.jsonl, run.json, progress);
+`treemem run`, `treemem demo` and the bench scripts call it, `treemem.track` the loop alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import treemem
+from treemem.pipeline.frames import FrameStream
+from treemem.pipeline.inputs import OpenedVideo
+from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
+from treemem.registry import REGISTRY
+from treemem.resume import run_settings
+from treemem.strategy import StrategySet
+from treemem.types import ConfigError, Prompt
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """A strategy set built for a run, with the parameter record it came from (for run.json
+    and resume; None for a set built by hand)."""
+
+    strategy: StrategySet
+    parameters: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.strategy.name
+
+
+def choose_strategy(
+    strategy: str | StrategySet | Any, overrides: Mapping[str, object] | None = None
+) -> StrategyChoice:
+    """A registered name (with overrides), a parameter record with `build()`, or a built
+    `StrategySet`."""
+    if isinstance(strategy, str):
+        params = REGISTRY.create(strategy, overrides)
+        return StrategyChoice(params.build(), params)
+    if overrides:
+        raise ConfigError(
+            "overrides apply to a strategy given by name; for a parameter record use "
+            "dataclasses.replace(record, ...)"
+        )
+    if isinstance(strategy, StrategySet):
+        return StrategyChoice(strategy)
+    build = getattr(strategy, "build", None)
+    if callable(build) and not isinstance(strategy, type):
+        built = build()
+        if isinstance(built, StrategySet):
+            return StrategyChoice(built, strategy)
+    raise ConfigError(
+        f"strategy must be a registered name, a StrategySet or a parameter record with build(), "
+        f"got {strategy!r}"
+    )
+
+
+def search_frames(
+    stream: FrameStream,
+    sinks: Sequence[FrameSink],
+    *,
+    label: str = "",
+    progress: bool | None = False,
+    on_frame: Callable[[int], None] | None = None,
+) -> float:
+    """Run the search, give every complete frame to every sink; returns the wall time of the
+    search and mask retrieval, without the sinks' time (writing PNGs is not tracking).
+    `progress` None: a bar when stderr is a terminal; `on_frame(done)` after each searched
+    frame, for a caller's own progress display."""
+    total = stream.end_frame - stream.first_frame
+    started = time.perf_counter()
+    sink_seconds = 0.0
+    with progress_bar(total, label or stream.strategy.name, enabled=progress) as bar:
+        def searched(done: int) -> None:
+            bar.update(done - bar.n)
+            if on_frame is not None:
+                on_frame(done)
+
+        for result in stream.frames(searched):
+            writing = time.perf_counter()
+            for sink in sinks:
+                sink.write(result)
+            sink_seconds += time.perf_counter() - writing
+    return time.perf_counter() - started - sink_seconds
+
+
+def run_to_folder(
+    opened: OpenedVideo,
+    prompts: Sequence[Prompt],
+    choice: StrategyChoice,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    max_lag: int | None = None,
+    progress: bool | None = None,
+    label: str = "",
+    extra_sinks: Sequence[FrameSink] = (),
+) -> dict[str, Any]:
+    """Search and write masks/, tree.jsonl and run.json into `out`; returns what run.json holds.
+
+    With `resume`, an interrupted run in `out` started with the same settings is finished
+    (see `treemem.resume`): the files end up identical to an uninterrupted run's, timings in
+    run.json aside. A KeyboardInterrupt propagates after the folder is left resumable.
+    """
+    parameters = parameters_record(choice.parameters)
+    info = {"video": opened.video_info, "backend": opened.backend_info}
+    settings = run_settings(choice.name, parameters, info, prompts, max_lag)
+    stream = FrameStream(opened.backend, choice.strategy, prompts, max_lag=max_lag)
+    folder = RunFolder.open(
+        out, opened.frame_names, settings, stream.record, overwrite=overwrite, resume=resume
+    )
+    try:
+        seconds = search_frames(stream, [folder, *extra_sinks], label=label, progress=progress)
+    except BaseException:
+        folder.close()
+        raise
+    frames = folder.masks.written
+    report: dict[str, Any] = {
+        "treemem": treemem.__version__,
+        "strategy": choice.name,
+        "parameters": parameters,
+        **info,
+        "prompts": [{"object": p.obj, "frame": p.frame, "kind": p.kind} for p in prompts],
+        "objects": list(stream.objects),
+        "first_frame": stream.first_frame,
+        "frames": frames,
+        "max_lag": max_lag,
+        "forced_decisions": stream.forced,
+        "rejected_candidates": stream.rejected,
+        "tree_rows": len(stream.record),
+        "seconds": round(seconds, 3),
+        "fps": round(frames / seconds, 3) if seconds > 0 else None,
+    }
+    folder.finish(report)
+    return report
