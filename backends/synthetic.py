@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from treemem.backends.synthetic_video import SyntheticVideo
 from treemem.engine import Engine
-from treemem.strategies.samurai import boxes_from_occupancy
+from treemem.geometry import mask_boxes
 from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
@@ -148,11 +148,6 @@ def _iou(masks: BoolArray, truth: BoolArray) -> F64Array:
     inter = np.logical_and(masks, truth).sum(axis=(1, 2))
     union = np.logical_or(masks, truth).sum(axis=(1, 2))
     return np.asarray(np.where(union > 0, inter / np.maximum(union, 1), 0.0))
-
-
-def mask_boxes(masks: BoolArray) -> npt.NDArray[np.float32]:
-    """(..., H, W) masks -> (..., 4) boxes x1, y1, x2, y2 (max inclusive; empty: zeros)."""
-    return boxes_from_occupancy(masks.any(axis=-1), masks.any(axis=-2))
 
 
 @dataclass(frozen=True)

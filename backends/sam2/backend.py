@@ -26,7 +26,7 @@ from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
 from treemem.backends.sam2.attention import weighted_memory_attention
-from treemem.strategies.samurai import boxes_from_occupancy
+from treemem.geometry import boxes_from_occupancy
 from treemem.types import (
     Commit,
     Float32Array,
