@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from treemem.backends.synthetic_video import SyntheticVideo
-from treemem.strategies.samurai import boxes_from_occupancy
+from treemem.geometry import mask_boxes
 from treemem.types import (
     BoolArray,
     Commit,
@@ -45,6 +45,7 @@ from treemem.types import (
     PathwayQuery,
     Prompt,
     PromptResult,
+    ProposalOptions,
     Proposals,
     TreememError,
 )
@@ -147,11 +148,6 @@ def _iou(masks: BoolArray, truth: BoolArray) -> F64Array:
     return np.asarray(np.where(union > 0, inter / np.maximum(union, 1), 0.0))
 
 
-def mask_boxes(masks: BoolArray) -> npt.NDArray[np.float32]:
-    """(..., H, W) masks -> (..., 4) boxes x1, y1, x2, y2 (max inclusive; empty: zeros)."""
-    return boxes_from_occupancy(masks.any(axis=-1), masks.any(axis=-2))
-
-
 @dataclass(frozen=True)
 class _Frame:
     """What `encode` returns: the frame index (the video is already in memory)."""
@@ -171,9 +167,12 @@ class _Memory:
 
 
 @dataclass(frozen=True)
-class _Pending:
-    """The last `propose` call's candidates, waiting for `commit`."""
+class _Batch:
+    """One `propose` call's candidates (`Proposals.batch`), for `commit` to pick from.
 
+    `owner` is the proposing backend's token, so proposals of another backend are refused."""
+
+    owner: object
     frame: int
     masks: BoolArray  # (N, K, H, W)
     keys: tuple[int, ...]
@@ -209,7 +208,7 @@ class SyntheticBackend:
         self._visible = np.stack([video.visibility, video.lookalike_visibility], axis=2)
         self._hidden = np.stack([video.occluded, video.lookalike_occluded], axis=2)
         self._memory: dict[int, _Memory] = {}
-        self._pending: _Pending | None = None
+        self._token = object()
         self.peak_held = 0
 
     # --- Backend protocol ---------------------------------------------------------------
@@ -237,13 +236,9 @@ class SyntheticBackend:
         return PromptResult(iou=1.0, occlusion=10.0 if mask.any() else -10.0)
 
     def propose(
-        self,
-        features: object,
-        queries: Sequence[PathwayQuery],
-        *,
-        boxes: bool = False,
-        presence_threshold: float = 0.0,
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
     ) -> Proposals:
+        options.check("synthetic", {"boxes", "presence_threshold"})
         frame = self._frame(features)
         objects = np.array([self._object_index(q.obj) for q in queries], dtype=np.int64)
         followed = np.empty(len(queries), dtype=np.int64)
@@ -252,21 +247,29 @@ class SyntheticBackend:
             followed[row], key = self._read_plan(query)
             keys.append(_fold(self.seed, frame, key))
         masks, iou, occlusion = self._candidates(frame, objects, followed, keys)
-        masks[occlusion <= presence_threshold] = False
-        self._pending = _Pending(frame, masks, tuple(keys), objects)
+        masks[occlusion <= options.presence_threshold] = False
+        masks.flags.writeable = False
         return Proposals(
             iou.astype(np.float32),
             occlusion.astype(np.float32),
-            mask_boxes(masks) if boxes else None,
+            mask_boxes(masks) if options.boxes else None,
+            batch=_Batch(self._token, frame, masks, tuple(keys), objects),
         )
 
-    def commit(self, features: object, commits: Sequence[Commit]) -> None:
+    def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
+        frame = self._frame(features)
+        pending = proposals.batch
+        if not isinstance(pending, _Batch) or pending.owner is not self._token:
+            raise MemoryContractError(
+                "commit with proposals that did not come from this backend's propose"
+            )
+        if pending.frame != frame:
+            raise MemoryContractError(
+                f"commit on frame {frame} with proposals of frame {pending.frame}: commit "
+                "the proposals made for the frame being committed"
+            )
         if not commits:
             return
-        frame = self._frame(features)
-        pending = self._pending
-        if pending is None or pending.frame != frame:
-            raise TreememError(f"commit on frame {frame} without a propose on that frame")
         rows = np.array([c.row for c in commits], dtype=np.int64)
         candidates = np.array([c.candidate for c in commits], dtype=np.int64)
         masks = pending.masks[rows, candidates]

@@ -51,12 +51,12 @@ class TimedBackend:
     def prompt(self, features: object, prompt: Prompt, node: int) -> Any:
         return self._timed(self.inner.prompt, features, prompt, node)
 
-    def propose(self, features: object, queries: Any) -> Any:
+    def propose(self, features: object, queries: Any, options: Any) -> Any:
         self.rows += len(queries)
-        return self._timed(self.inner.propose, features, queries)
+        return self._timed(self.inner.propose, features, queries, options)
 
-    def commit(self, features: object, commits: Any) -> None:
-        self._timed(self.inner.commit, features, commits)
+    def commit(self, features: object, proposals: Any, commits: Any) -> None:
+        self._timed(self.inner.commit, features, proposals, commits)
 
     def mask_logits(self, node: int) -> Any:
         return self._timed(self.inner.mask_logits, node)

@@ -34,24 +34,6 @@ _PROJECT = np.eye(4, 8)
 # --- boxes ------------------------------------------------------------------------------------
 
 
-def boxes_from_occupancy(rows: np.ndarray, cols: np.ndarray) -> Float32Array:
-    """SAMURAI's box of a mask from which rows (..., H) and columns (..., W) it occupies:
-    x1, y1, x2, y2 with the max inclusive, and [0, 0, 0, 0] for an empty mask."""
-    height, width = rows.shape[-1], cols.shape[-1]
-    ys, xs = np.arange(height), np.arange(width)
-    box = np.stack(
-        [
-            np.where(cols, xs, width).min(axis=-1),
-            np.where(rows, ys, height).min(axis=-1),
-            np.where(cols, xs, -1).max(axis=-1),
-            np.where(rows, ys, -1).max(axis=-1),
-        ],
-        axis=-1,
-    )
-    boxes: Float32Array = np.where(rows.any(axis=-1)[..., None], box, 0).astype(np.float32)
-    return boxes
-
-
 def box_to_xyah(box: FloatArray | Float32Array) -> FloatArray:
     """(x1, y1, x2, y2) -> (x centre, y centre, aspect w / h, height), float64.
 

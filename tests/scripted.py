@@ -12,7 +12,14 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from treemem import Prompt
-from treemem.types import Commit, Float32Array, MemoryContractError, PathwayQuery, PromptResult
+from treemem.types import (
+    Commit,
+    Float32Array,
+    MemoryContractError,
+    PathwayQuery,
+    PromptResult,
+    Proposals,
+)
 
 
 class CheckedMemory:
@@ -51,7 +58,7 @@ class CheckedMemory:
             if not query.plan.nodes() <= self.held:
                 raise MemoryContractError(f"plan reads released {query.plan.nodes() - self.held}")
 
-    def commit(self, features: object, commits: Sequence[Commit]) -> None:
+    def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
         self._hold(c.node for c in commits)
 
     def mask_logits(self, node: int) -> Float32Array:

@@ -21,7 +21,7 @@ from hypothesis.extra.numpy import arrays
 from scripted import CheckedMemory
 
 from treemem import Engine, Prompt, TreememError, TreeRecord, load_strategy
-from treemem.types import FrameDecision, PathwayQuery, Proposals
+from treemem.types import FrameDecision, PathwayQuery, ProposalOptions, Proposals
 
 EPS = 1e-5
 HISTORY_WINDOW = 16  # sam2long: 15 valid frames + the previous one; greedy: max(6, 15)
@@ -38,7 +38,9 @@ class ScriptedBackend(CheckedMemory):
         super().__init__(int(first.shape[0]), (2, 2))
         self.scripts = scripts
 
-    def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
         assert isinstance(features, int)
         self.check_plans(queries)
         rows_seen: dict[int, int] = {}

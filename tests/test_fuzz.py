@@ -22,7 +22,7 @@ from scripted import CheckedMemory
 
 from treemem import Engine, Prompt, TreememError, TreeRecord, load_strategy
 from treemem.metrics import VideoEvaluator, objects_of, summarize
-from treemem.types import MemoryContractError, PathwayQuery, Proposals
+from treemem.types import MemoryContractError, PathwayQuery, ProposalOptions, Proposals
 
 EPS = 1e-5  # sam2long's scoring eps
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -44,7 +44,9 @@ class Replay(CheckedMemory):
         self.scripts = scripts
         self.asked: dict[tuple[int, int], int] = {}
 
-    def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
         assert isinstance(features, int)
         self.check_plans(queries)
         ious, occlusions = [], []

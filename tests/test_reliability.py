@@ -367,15 +367,17 @@ def test_non_finite_scores_are_rejected_logged_and_the_run_goes_on(
         propose = backend.propose
         calls = [0]
 
-        def propose_with_non_finite(features: object, queries: object) -> Proposals:
-            proposals = propose(features, queries)
+        def propose_with_non_finite(
+            features: object, queries: object, options: object
+        ) -> Proposals:
+            proposals = propose(features, queries, options)
             iou, occlusion = proposals.iou.copy(), proposals.occlusion.copy()
             calls[0] += 1
             if calls[0] % 3 == 0:
                 iou[0, -1] = np.nan
                 if iou.shape[0] > 1:
                     occlusion[-1] = np.inf
-            return Proposals(iou, occlusion)
+            return Proposals(iou, occlusion, proposals.boxes, proposals.batch)
 
         backend.propose = propose_with_non_finite  # type: ignore[method-assign]
         return opened

@@ -30,6 +30,7 @@ from treemem.types import (
     MemoryHistory,
     PathwayQuery,
     PromptResult,
+    ProposalOptions,
     Proposals,
     TreememError,
 )
@@ -310,7 +311,7 @@ class BoxScript:
             [x[:, None] + jitter, 10 + jitter, x[:, None] + jitter + 20, 40 + jitter], axis=-1
         ).astype(np.float32)
         self.boxes[rng.uniform(size=(frames, 3)) < 0.1] = 0
-        self.calls: list[dict[str, object]] = []
+        self.calls: list[ProposalOptions] = []
 
     def encode(self, frame: int) -> object:
         return frame
@@ -319,7 +320,7 @@ class BoxScript:
         return PromptResult(1.0, 10.0)
 
     def propose(
-        self, features: object, queries: Sequence[PathwayQuery], **options: object
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
     ) -> Proposals:
         assert isinstance(features, int)
         self.calls.append(options)
@@ -330,7 +331,7 @@ class BoxScript:
             np.repeat(self.boxes[features][None], n, 0),
         )
 
-    def commit(self, features: object, commits: Sequence[Commit]) -> None:
+    def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
         pass
 
     def mask_logits(self, node: int) -> np.ndarray:
@@ -383,7 +384,7 @@ def test_samurai_run_matches_the_reference_rule_frame_by_frame(seed: int) -> Non
     strategy = load_strategy("samurai", {"stable_frames_threshold": "3"})
     engine = Engine(strategy, backend)  # type: ignore[arg-type]
     list(engine.run([Prompt(1, 0, mask=np.ones((4, 4), bool))]))
-    assert backend.calls[0] == {"boxes": True, "presence_threshold": -1.0}
+    assert backend.calls[0] == ProposalOptions(boxes=True, presence_threshold=-1.0)
     cols = engine.record.columns()
     reference = ReferenceSamurai(0.25, 3)
     phases = set()
@@ -411,9 +412,9 @@ def test_samurai_tree_with_one_pathway_makes_samurai_choices() -> None:
 def test_a_backend_without_boxes_is_refused() -> None:
     class NoBoxes(BoxScript):
         def propose(
-            self, features: object, queries: Sequence[PathwayQuery], **options: object
+            self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
         ) -> Proposals:
-            full = super().propose(features, queries)
+            full = super().propose(features, queries, options)
             return Proposals(full.iou, full.occlusion)
 
     engine = Engine(load_strategy("samurai"), NoBoxes(5, 0))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import numpy as np
 from scripted import CheckedMemory
 
 from treemem import Engine, Prompt, load_strategy
-from treemem.types import PathwayQuery, Proposals
+from treemem.types import PathwayQuery, ProposalOptions, Proposals
 
 
 class RandomBackend(CheckedMemory):
@@ -16,7 +16,9 @@ class RandomBackend(CheckedMemory):
         super().__init__(num_frames, (4, 4))
         self.rng = np.random.default_rng(seed)
 
-    def propose(self, features: object, queries: list[PathwayQuery]) -> Proposals:
+    def propose(
+        self, features: object, queries: list[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
         self.check_plans(queries)
         n = len(queries)
         return Proposals(

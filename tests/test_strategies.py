@@ -351,7 +351,7 @@ class _Noisy:
 
         return PromptResult(1.0, 10.0)
 
-    def propose(self, features: object, queries: list[object]) -> object:
+    def propose(self, features: object, queries: list[object], options: object) -> object:
         from treemem.types import Proposals
 
         n = len(queries)
@@ -360,7 +360,7 @@ class _Noisy:
             self.rng.normal(0, 2.5, n).astype(np.float32),
         )
 
-    def commit(self, features: object, commits: object) -> None:
+    def commit(self, features: object, proposals: object, commits: object) -> None:
         pass
 
     def mask_logits(self, node: int) -> np.ndarray:

@@ -3,6 +3,31 @@
 One call per frame for each job, batched over every pathway of every object: the engine
 passes node ids and memory plans, never tensors it must inspect, and backends keep masks and
 features on their own device.
+
+The contract, and why each rule exists (tests/backends/conformance.py checks every rule; a
+backend is accepted by passing it):
+
+- **Deterministic.** The same calls give the same proposals and mask logits, bit for bit.
+  Exactness tests and resumed runs compare runs, and the search's ties must break the same
+  way twice.
+- **Rows are independent.** A row's proposals depend only on the frame and on the memory its
+  plan reads, never on its position in the batch or on the other rows, so batching every
+  pathway of every object into one call changes no result; identical plans give identical
+  rows (SAM2Long's clones), and identical children may share one stored memory.
+- **Nothing hidden between calls.** `propose` returns everything `commit` needs inside its
+  `Proposals` (`Proposals.batch`), and `commit` takes those proposals back: a backend keeps no
+  "last proposal" for `commit` to pick up, so a caller may propose more than once per frame
+  (a spy, an evaluation) and still commit what it meant. A commit from proposals of another
+  frame (or of another backend) is a `MemoryContractError`, not a silently wrong memory.
+- **Options are one record.** `ProposalOptions` is passed on every call; each default is what
+  a backend unaware of the option does anyway, and a backend refuses an option it does not
+  implement with a `ConfigError` naming it (`ProposalOptions.check`), so new options never
+  break old backends and are never silently ignored.
+- **Memory lives until released.** A node's memory and mask are held from `prompt`/`commit`
+  until `release` names it, and not a call longer: that is what bounds memory in video
+  length. Reading a node that is not held (released, or never stored) raises
+  `MemoryContractError`, so a memory strategy that reads what it promised to drop fails at
+  once instead of reading stale memory.
 """
 
 from __future__ import annotations
@@ -10,7 +35,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from treemem.types import Commit, Float32Array, PathwayQuery, Prompt, PromptResult, Proposals
+from treemem.types import (
+    Commit,
+    Float32Array,
+    PathwayQuery,
+    Prompt,
+    PromptResult,
+    ProposalOptions,
+    Proposals,
+)
 
 
 class Backend(Protocol):
@@ -23,7 +56,7 @@ class Backend(Protocol):
 
     @property
     def frame_size(self) -> tuple[int, int]:
-        """(height, width) of the video, the resolution of `mask`."""
+        """(height, width) of the video, the resolution of `mask_logits`."""
         ...
 
     def encode(self, frame: int) -> object:
@@ -35,23 +68,22 @@ class Backend(Protocol):
         ...
 
     def propose(
-        self,
-        features: object,
-        queries: Sequence[PathwayQuery],
-        *,
-        boxes: bool = False,
-        presence_threshold: float = 0.0,
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
     ) -> Proposals:
         """K candidates for each query row, all rows in one batched pass.
 
-        `boxes`: also return each candidate's box (`Proposals.boxes`). A row whose occlusion
-        logit is <= `presence_threshold` gets empty masks and the no-object pointer (SAM 2's
-        rule at 0). The engine passes these keywords only when a strategy set asks for them,
-        so a backend that supports neither may omit them."""
+        Returns iou (N, K) float32, occlusion (N,) float32, boxes (N, K, 4) float32 when
+        `options.boxes` (else None), and in `batch` whatever `commit` will need. Raises
+        `MemoryContractError` if a plan reads a node that is not held, and `ConfigError` for
+        an option the backend does not implement (`options.check`)."""
         ...
 
-    def commit(self, features: object, commits: Sequence[Commit]) -> None:
-        """Encode the memory (and keep the mask) of each kept candidate under its node."""
+    def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
+        """Encode the memory (and keep the mask) of each kept candidate under its node.
+
+        `proposals` is what `propose` returned for `features`' frame; each commit names a
+        (row, candidate) of it. Raises `MemoryContractError` for proposals of another frame
+        or another backend."""
         ...
 
     def mask_logits(self, node: int) -> Float32Array:
@@ -59,9 +91,13 @@ class Backend(Protocol):
 
         The node's mask is `logits > 0`. Logits rather than a boolean mask because several
         objects are composed into one id map by the highest logit per pixel (sam2's
-        non-overlap rule), which a boolean mask cannot decide."""
+        non-overlap rule), which a boolean mask cannot decide. Raises `MemoryContractError`
+        for a node that is not held."""
         ...
 
     def release(self, nodes: Iterable[int]) -> None:
-        """Forget these nodes' memories and masks: no pathway can read them any more."""
+        """Forget these nodes' memories and masks: no pathway can read them any more.
+
+        Releasing a node that is not held is a `MemoryContractError`: the engine releases
+        each node once, so a second release means its bookkeeping is wrong."""
         ...

@@ -36,6 +36,7 @@ from treemem.types import (
     PathwayQuery,
     Prompt,
     PromptResult,
+    ProposalOptions,
     Proposals,
     TreememError,
 )
@@ -65,6 +66,8 @@ class _Step:
     obj: int
     beam: Beam
     commits: list[Commit]
+    parents: list[int]
+    """Each commit's parent node (the node its pathway stood on), for the lineage."""
 
 
 class Engine:
@@ -111,8 +114,10 @@ class Engine:
             for prompt, node in prompt_nodes:
                 if prompt.frame == frame:
                     self._restart(prompt.obj, frame, node)
-            steps = self._search(frame, features)
-            self.backend.commit(features, [c for step in steps for c in step.commits])
+            steps, proposals = self._search(frame, features)
+            if proposals is not None:
+                commits = [c for step in steps for c in step.commits]
+                self.backend.commit(features, proposals, commits)
             for step in steps:
                 self._advance(step)
             yield from self._decisions(frame)
@@ -123,8 +128,9 @@ class Engine:
 
     # --- one frame ----------------------------------------------------------------------------
 
-    def _search(self, frame: int, features: object) -> list[_Step]:
-        """Expand every started pathway of every object in one batched proposal."""
+    def _search(self, frame: int, features: object) -> tuple[list[_Step], Proposals | None]:
+        """Expand every started pathway of every object in one batched proposal; returns the
+        steps and the proposals their commits are made from (None when nothing is tracked)."""
         tracked = [
             obj for obj, beam in self.beams.items() if beam.nodes and self._tracks(obj, frame)
         ]
@@ -134,7 +140,7 @@ class Engine:
             for h in self.beams[obj].histories
         ]
         if not queries:
-            return []
+            return [], None
         proposals = self._propose(features, queries)
         steps, row = [], 0
         for obj in tracked:
@@ -145,17 +151,15 @@ class Engine:
             boxes = None if proposals.boxes is None else proposals.boxes[row : row + n]
             steps.append(self._select(obj, frame, beam, iou, occlusion, row, boxes))
             row += n
-        return steps
+        return steps, proposals
 
     def _propose(self, features: object, queries: list[PathwayQuery]) -> Proposals:
-        """The batched proposal; the keywords only when the set needs them, so backends
-        written before them keep working."""
-        options: dict[str, object] = {}
-        if self.strategy.pathway_model is not None:
-            options["boxes"] = True
-        if self.strategy.presence_threshold != 0.0:
-            options["presence_threshold"] = self.strategy.presence_threshold
-        proposals = self.backend.propose(features, queries, **options)  # type: ignore[arg-type]
+        """The batched proposal, with what the strategy set asks of the backend."""
+        options = ProposalOptions(
+            boxes=self.strategy.pathway_model is not None,
+            presence_threshold=self.strategy.presence_threshold,
+        )
+        proposals = self.backend.propose(features, queries, options)
         if self.strategy.pathway_model is not None and proposals.boxes is None:
             raise TreememError(
                 f"strategy {self.strategy.name!r} needs candidate boxes, and the backend "
@@ -212,10 +216,11 @@ class Engine:
         distinct = np.fromiter(slot_of, dtype=np.int64, count=len(slot_of))
         first_scores = np.asarray(kept_scores, np.float64)[[kept_list.index(f) for f in slot_of]]
         first_row = self._record(obj, frame, beam, score, iou, occlusion, distinct, first_scores)
-        commits, histories, states = [], [], []
+        commits, parents, histories, states = [], [], [], []
         for slot, flat in enumerate(slot_of):
             parent, candidate = divmod(flat, k)
-            commits.append(Commit(first_row + slot, row0 + parent, candidate, beam.nodes[parent]))
+            commits.append(Commit(first_row + slot, row0 + parent, candidate))
+            parents.append(beam.nodes[parent])
             motion = None
             if model_steps:
                 motion = model_steps[parent].motion(candidate)
@@ -237,7 +242,7 @@ class Engine:
             started=True,
             states=[states[s] for s in pathway_slot] if states else [],
         )
-        return _Step(obj, new_beam, commits)
+        return _Step(obj, new_beam, commits, parents)
 
     def _reject_non_finite(
         self, obj: int, frame: int, iou: Float32Array, occlusion: Float32Array
@@ -301,9 +306,9 @@ class Engine:
     def _advance(self, step: _Step) -> None:
         """Swap in the new survivors; the lineage frees what no pathway can reach any more."""
         old = self.beams[step.obj]
-        for commit in step.commits:
-            content = self.lineage.content_of(commit.parent, commit.candidate)
-            self.lineage.add(commit.node, step.obj, step.beam.frame, commit.parent, content)
+        for commit, parent in zip(step.commits, step.parents, strict=True):
+            content = self.lineage.content_of(parent, commit.candidate)
+            self.lineage.add(commit.node, step.obj, step.beam.frame, parent, content)
         for history in step.beam.histories:
             self.lineage.hold(e.node for e in history.recent)
         self.lineage.retire(set(old.nodes))

@@ -7,7 +7,8 @@ candidates per pathway).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, fields
 from types import TracebackType
 from typing import Literal, TypeVar
 
@@ -132,6 +133,42 @@ class PathwayQuery:
 
 
 @dataclass(frozen=True)
+class ProposalOptions:
+    """What a strategy set asks of `propose` beyond the candidates themselves, passed always.
+
+    boxes: also return each candidate's box (`Proposals.boxes`). presence_threshold: a row
+    whose occlusion logit is <= this gets empty masks and the no-object pointer (SAM 2's rule
+    at 0).
+
+    Every default is what a backend that has never heard of the option does anyway, so a new
+    option (a field with such a default) leaves every existing backend correct: it keeps
+    working until a strategy set asks for something it cannot do, and then `check` makes it
+    say so (the options' version of Optuna's `before_trial` hook, which does nothing unless a
+    sampler overrides it).
+    """
+
+    boxes: bool = False
+    presence_threshold: float = 0.0
+
+    def requested(self) -> tuple[str, ...]:
+        """Names of the options set away from their defaults, in field order."""
+        return tuple(f.name for f in fields(self) if getattr(self, f.name) != f.default)
+
+    def check(self, backend: str, supported: Collection[str]) -> None:
+        """Raise ConfigError naming the first requested option not in `supported`.
+
+        A backend calls this first thing in `propose` with the options it implements, so an
+        option added after it was written fails loudly instead of being ignored."""
+        for name in self.requested():
+            if name not in supported:
+                raise ConfigError(
+                    f"backend {backend} does not support the proposal option {name}="
+                    f"{getattr(self, name)!r}: use a backend that does, or a strategy set "
+                    "that does not ask for it"
+                )
+
+
+@dataclass(frozen=True)
 class Proposals:
     """The backend's answer for N pathway rows: K candidates each.
 
@@ -139,11 +176,15 @@ class Proposals:
     (o > 0: object present). Candidate masks stay on the backend, addressed by (row, k).
     boxes: (N, K, 4) each candidate mask's box (x1, y1, x2, y2), max inclusive, [0, 0, 0, 0]
     for an empty mask; only when `propose` was asked for boxes, else None.
+    batch: the backend's own, opaque record of this call (its candidate masks and what it
+    needs to encode their memories); the engine only hands it back to `commit`, inside these
+    proposals. A stand-in backend whose `commit` needs nothing may leave it None.
     """
 
     iou: Float32Array
     occlusion: Float32Array
     boxes: Float32Array | None = None
+    batch: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.iou.ndim != 2 or self.occlusion.shape != (self.iou.shape[0],):
@@ -161,14 +202,15 @@ class Proposals:
 class Commit:
     """Keep candidate `candidate` of proposal row `row` as tree node `node`.
 
-    `parent` is the node the row's pathway stood on, so a backend can recognise identical
-    children (same parent content, same candidate) and compute their memory once.
+    Only what the backend needs: the (row, candidate) addresses a mask of the proposals the
+    commit is made from, and `node` is the fresh id later memory plans read it by. (The
+    pathway's parent node is the engine's bookkeeping; identical children are recognised by
+    the backend from the row's memory plan.)
     """
 
     node: int
     row: int
     candidate: int
-    parent: int
 
 
 PromptKind = Literal["mask", "box", "points"]

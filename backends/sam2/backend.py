@@ -26,7 +26,7 @@ from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
 from treemem.backends.sam2.attention import weighted_memory_attention
-from treemem.strategies.samurai import boxes_from_occupancy
+from treemem.geometry import boxes_from_occupancy
 from treemem.types import (
     Commit,
     Float32Array,
@@ -36,6 +36,7 @@ from treemem.types import (
     PathwayQuery,
     Prompt,
     PromptResult,
+    ProposalOptions,
     Proposals,
 )
 
@@ -97,9 +98,12 @@ class StoredMemory:
 
 
 @dataclass
-class _Pending:
-    """`propose`'s outputs kept until `commit` picks the survivors."""
+class _Batch:
+    """One `propose` call's outputs (`Proposals.batch`), for `commit` to pick survivors from.
 
+    `owner` is the proposing backend's token, so proposals of another backend are refused."""
+
+    owner: object
     features: FrameFeatures
     row_to_unique: list[int]
     low_res: torch.Tensor  # (U, K, h, w)
@@ -140,7 +144,7 @@ class Sam2Backend:
         self._last: FrameFeatures | None = None
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treemem-frames")
         self._pending_frames: dict[int, Future[torch.Tensor]] = {}
-        self._pending: _Pending | None = None
+        self._token = object()
         self.distinct_rows: list[int] = []
 
     @property
@@ -309,16 +313,13 @@ class Sam2Backend:
 
     @torch.inference_mode()
     def propose(
-        self,
-        features: object,
-        queries: Sequence[PathwayQuery],
-        *,
-        boxes: bool = False,
-        presence_threshold: float = 0.0,
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
     ) -> Proposals:
         """See `treemem.backend.Backend.propose`: `presence_threshold` empties the masks and
         sets the no-object pointer for rows with occlusion logit <= it (sam2's rule is 0);
         the memory encoder keeps sam2's own rule (absent iff <= 0)."""
+        options.check("sam2", {"boxes", "presence_threshold"})
+        presence_threshold = options.presence_threshold
         assert isinstance(features, FrameFeatures)
         signatures: list[tuple[Any, ...]] = []
         plans: list[MemoryPlan] = []
@@ -347,7 +348,8 @@ class Sam2Backend:
         unique_occlusion = torch.cat([t for t in occlusion if t is not None])
         unique_iou = torch.cat([t for t in ious if t is not None]).float().cpu().numpy()
         unique_occ = unique_occlusion[:, 0].float().cpu().numpy()
-        self._pending = _Pending(
+        batch = _Batch(
+            self._token,
             features,
             row_to_unique,
             torch.cat([t for t in low_res if t is not None]),
@@ -359,12 +361,13 @@ class Sam2Backend:
         )
         rows = np.asarray(row_to_unique)
         unique_boxes = None
-        if boxes:
-            unique_boxes = candidate_boxes(self._pending.low_res, self.model.image_size)
+        if options.boxes:
+            unique_boxes = candidate_boxes(batch.low_res, self.model.image_size)
         return Proposals(
             unique_iou[rows].astype(np.float32),
             unique_occ[rows].astype(np.float32),
             None if unique_boxes is None else unique_boxes[rows],
+            batch=batch,
         )
 
     def _track(
@@ -486,11 +489,19 @@ class Sam2Backend:
             self._maskmem_pos = pos[-1][0:1].flatten(2).permute(2, 0, 1).clone()
 
     @torch.inference_mode()
-    def commit(self, features: object, commits: Sequence[Commit]) -> None:
-        if not commits:
-            return
-        pending = self._pending
-        assert pending is not None and isinstance(features, FrameFeatures)
+    def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
+        assert isinstance(features, FrameFeatures)
+        pending = proposals.batch
+        if not isinstance(pending, _Batch) or pending.owner is not self._token:
+            raise MemoryContractError(
+                "commit with proposals that did not come from this backend's propose"
+            )
+        if pending.features.frame != features.frame:
+            raise MemoryContractError(
+                f"commit on frame {features.frame} with proposals of frame "
+                f"{pending.features.frame}: commit the proposals made for the frame being "
+                "committed"
+            )
         model = self.model
         # Every candidate of an absent object is the same empty mask and no-object pointer.
         absent_alias = bool(model.pred_obj_scores and model.fixed_no_obj_ptr)
@@ -515,7 +526,7 @@ class Sam2Backend:
         self._content_refs[content] = self._content_refs.get(content, 0) + 1
 
     def _encode(
-        self, features: FrameFeatures, pending: _Pending, work: list[tuple[int, int, int]]
+        self, features: FrameFeatures, pending: _Batch, work: list[tuple[int, int, int]]
     ) -> dict[int, StoredMemory]:
         """Memory encoder for the new contents, one batch; pointers one row at a time."""
         if not work:
@@ -571,7 +582,7 @@ class Sam2Backend:
         for node in nodes:
             content = self._node_content.pop(node, None)
             if content is None:
-                continue
+                raise MemoryContractError(f"released node {node}, which is not held")
             self._content_refs[content] -= 1
             if self._content_refs[content] == 0:
                 del self._content_refs[content]

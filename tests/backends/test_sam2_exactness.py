@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from treemem import Engine, Prompt, load_strategy
+from treemem.types import ProposalOptions
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
@@ -113,21 +114,22 @@ def test_batched_pathways_equal_each_pathway_alone(cups_clip: Path) -> None:
     captured: list[tuple[object, list]] = []
     original = backend.propose
 
-    def spy(features: object, queries: list) -> object:
+    def spy(features: object, queries: list, options: ProposalOptions) -> object:
         captured.append((features, list(queries)))
-        return original(features, queries)
+        return original(features, queries, options)
 
     backend.propose = spy  # type: ignore[method-assign]
     for decision in engine.run([Prompt(1, 0, mask=_box_mask(size, 60, 140, 40, 120))]):
         if decision.frame >= 4:
             break
     features, queries = next((f, q) for f, q in reversed(captured) if len(q) == 3)
-    together = original(features, queries)
+    options = ProposalOptions()
+    together = original(features, queries, options)
     for row, query in enumerate(queries):
-        alone = original(features, [query])
+        alone = original(features, [query], options)
         np.testing.assert_allclose(alone.iou[0], together.iou[row], atol=1e-5)
         np.testing.assert_allclose(alone.occlusion[0], together.occlusion[row], atol=1e-4)
-    twice = original(features, queries + queries)
+    twice = original(features, queries + queries, options)
     np.testing.assert_array_equal(twice.iou[:3], twice.iou[3:])
     np.testing.assert_array_equal(twice.iou[:3], together.iou)
 

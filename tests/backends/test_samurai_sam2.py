@@ -14,7 +14,7 @@ import pytest
 from treemem import Engine, Prompt, load_strategy
 from treemem.strategies.samurai import KalmanFilter, box_iou, box_to_xyah, xyah_to_box
 from treemem.strategy import StrategySet
-from treemem.types import PathwayQuery, Proposals
+from treemem.types import PathwayQuery, ProposalOptions, Proposals
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
@@ -55,11 +55,12 @@ class Spy:
         self.low_res: list[Any] = []
         self.original = backend.propose
 
-        def propose(features: Any, queries: list[PathwayQuery], **options: Any) -> Proposals:
-            proposals = self.original(features, queries, **options)
+        def propose(
+            features: Any, queries: list[PathwayQuery], options: ProposalOptions
+        ) -> Proposals:
+            proposals = self.original(features, queries, options)
             self.calls.append((features.frame, list(queries), proposals))
-            assert backend._pending is not None
-            self.low_res.append(backend._pending.low_res.clone())
+            self.low_res.append(proposals.batch.low_res.clone())  # type: ignore[attr-defined]
             return proposals
 
         backend.propose = propose  # type: ignore[method-assign]
@@ -193,7 +194,7 @@ def test_threshold_zero_and_no_boxes_leave_proposals_unchanged(cups_clip: Path) 
             break
     frame, queries, first = spy.calls[-1]
     features = backend.encode(frame)
-    again = spy.original(features, queries, boxes=True, presence_threshold=0.0)
+    again = spy.original(features, queries, ProposalOptions(boxes=True, presence_threshold=0.0))
     assert first.boxes is None and again.boxes is not None and again.boxes.shape == (1, 3, 4)
     assert np.array_equal(first.iou, again.iou) and np.array_equal(first.occlusion, again.occlusion)
 
@@ -227,9 +228,11 @@ def test_samurai_runs_several_objects_and_a_reprompt(cups_clip: Path, name: str)
     engine = Engine(recorded, backend)
     original = backend.propose
 
-    def propose(features: Any, queries: list[PathwayQuery], **options: Any) -> Proposals:
+    def propose(
+        features: Any, queries: list[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
         current[0] = features.frame
-        return original(features, queries, **options)
+        return original(features, queries, options)
 
     backend.propose = propose  # type: ignore[method-assign]
     decisions = list(engine.run(prompts))

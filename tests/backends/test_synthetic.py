@@ -19,7 +19,16 @@ from treemem.backends.synthetic_video import (
     mean_j,
     region_similarity,
 )
-from treemem.types import Commit, MemoryContractError, MemoryPlan, MemoryRef, PathwayQuery
+from treemem.types import (
+    Commit,
+    MemoryContractError,
+    MemoryPlan,
+    MemoryRef,
+    PathwayQuery,
+    ProposalOptions,
+)
+
+OPTIONS = ProposalOptions()
 
 LAYERS = ("frames", "gt", "lookalike", "visibility", "occluded", "lookalike_visibility",
           "lookalike_occluded")
@@ -117,7 +126,7 @@ def plan(*spatial: tuple[int, int]) -> MemoryPlan:
 def test_proposals_shapes_and_ranges() -> None:
     video = make_video(0)
     backend = prompted(video)
-    proposals = backend.propose(backend.encode(1), [PathwayQuery(1, plan((0, 0)))] * 4)
+    proposals = backend.propose(backend.encode(1), [PathwayQuery(1, plan((0, 0)))] * 4, OPTIONS)
     assert proposals.iou.shape == (4, 3) and proposals.iou.dtype == np.float32
     assert proposals.occlusion.shape == (4,) and proposals.occlusion.dtype == np.float32
     assert np.all((proposals.iou >= 0) & (proposals.iou <= 1))
@@ -130,21 +139,22 @@ def test_proposals_depend_on_memory_content_not_row_position() -> None:
     video = make_video(0)
     backend = prompted(video)
     features = backend.encode(1)
-    backend.propose(features, [PathwayQuery(1, plan((0, 0)))])
-    backend.commit(features, [Commit(1, 0, 0, 0), Commit(2, 0, 1, 0), Commit(3, 0, 2, 0)])
+    proposals = backend.propose(features, [PathwayQuery(1, plan((0, 0)))], OPTIONS)
+    backend.commit(features, proposals, [Commit(1, 0, 0), Commit(2, 0, 1), Commit(3, 0, 2)])
     queries = [PathwayQuery(1, plan((0, 0), (n, 1))) for n in (1, 2, 3)]
     features = backend.encode(2)
-    forward = backend.propose(features, queries)
-    backward = backend.propose(features, queries[::-1])
+    forward = backend.propose(features, queries, OPTIONS)
+    backward = backend.propose(features, queries[::-1], OPTIONS)
     assert np.array_equal(forward.iou, backward.iou[::-1])
     assert np.array_equal(forward.occlusion, backward.occlusion[::-1])
-    alone = backend.propose(features, queries[1:2])
+    alone = backend.propose(features, queries[1:2], OPTIONS)
     assert np.array_equal(alone.iou[0], forward.iou[1])
     # Another seed is another tracker.
     other = prompted(video, seed=1)
     first = [PathwayQuery(1, plan((0, 0)))]
     assert not np.array_equal(
-        other.propose(other.encode(1), first).iou, backend.propose(backend.encode(1), first).iou
+        other.propose(other.encode(1), first, OPTIONS).iou,
+        backend.propose(backend.encode(1), first, OPTIONS).iou,
     )
 
 
@@ -170,8 +180,8 @@ def test_committed_masks_and_release() -> None:
     video = make_video(0)
     backend = prompted(video)
     features = backend.encode(1)
-    backend.propose(features, [PathwayQuery(1, plan((0, 0)))])
-    backend.commit(features, [Commit(1, 0, 0, 0)])
+    proposals = backend.propose(features, [PathwayQuery(1, plan((0, 0)))], OPTIONS)
+    backend.commit(features, proposals, [Commit(1, 0, 0)])
     assert (backend.mask_logits(1) > 0).shape == video.frame_size
     assert region_similarity((backend.mask_logits(1) > 0), video.object_mask(1, 1)) > 0.5
     assert backend.held == 2
@@ -180,7 +190,7 @@ def test_committed_masks_and_release() -> None:
     with pytest.raises(MemoryContractError):
         backend.mask_logits(1)
     with pytest.raises(MemoryContractError):
-        backend.propose(backend.encode(2), [PathwayQuery(1, plan((0, 0), (1, 1)))])
+        backend.propose(backend.encode(2), [PathwayQuery(1, plan((0, 0), (1, 1)))], OPTIONS)
     with pytest.raises(MemoryContractError):
         backend.release([1])
 
@@ -193,16 +203,16 @@ def test_memory_effect_a_pathway_that_follows_the_lookalike_keeps_drifting() -> 
     memory: list[tuple[int, int]] = []
     for frame in range(1, 5):
         features = backend.encode(frame)
-        backend.propose(features, [PathwayQuery(1, plan((0, 0), *memory))])
-        candidates = backend._pending.masks[0]  # type: ignore[union-attr]
+        proposals = backend.propose(features, [PathwayQuery(1, plan((0, 0), *memory))], OPTIONS)
+        candidates = proposals.batch.masks[0]  # type: ignore[attr-defined]
         twin_mask = video.lookalike[frame] == 1
         twin = int(np.argmax([region_similarity(m, twin_mask) for m in candidates]))
-        backend.commit(features, [Commit(node, 0, twin, node - 1)])
+        backend.commit(features, proposals, [Commit(node, 0, twin)])
         memory = [*((m, p + 1) for m, p in memory), (node, 1)]
         node += 1
     features = backend.encode(5)
-    backend.propose(features, [PathwayQuery(1, plan((0, 0), *memory))])
-    masks = backend._pending.masks[0]  # type: ignore[union-attr]
+    proposals = backend.propose(features, [PathwayQuery(1, plan((0, 0), *memory))], OPTIONS)
+    masks = proposals.batch.masks[0]  # type: ignore[attr-defined]
     assert region_similarity(masks[0], video.lookalike[5] == 1) > 0.5
 
 

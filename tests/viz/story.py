@@ -7,12 +7,23 @@ Used by the viz tests and by bench/tree_render.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from treemem import Engine, Prompt, TreeRecord, load_strategy
-from treemem.types import Commit, PathwayQuery, PromptResult, Proposals
+from treemem.types import Commit, PathwayQuery, PromptResult, ProposalOptions, Proposals
+
+
+@dataclass(frozen=True)
+class _Row:
+    """What `commit` needs of one proposal row: the content key of the memory the row read,
+    whether that pathway is lost, and which candidates are wrong."""
+
+    key: int
+    lost: bool
+    wrong: tuple[bool, ...]
 
 
 class StoryBackend:
@@ -24,7 +35,8 @@ class StoryBackend:
     IoU is wrong (greedy is misled).
     Taking a wrong candidate (or a poor one outside occlusions) makes a pathway "lost": it
     keeps proposing lower IoUs until pruning replaces it. Proposals depend only on the frame and on
-    the contents a pathway's memory holds, so identical pathways propose identically.
+    the contents a pathway's memory holds, so identical pathways propose identically; a kept
+    candidate's content is keyed by the row's memory content and the candidate.
     """
 
     def __init__(self, num_frames: int, occlusions: Sequence[tuple[int, int]] = (), seed: int = 0,
@@ -34,7 +46,6 @@ class StoryBackend:
         self.seed = seed
         self.k = candidates
         self.content: dict[int, tuple[int, bool]] = {}
-        self._wrong: list[list[bool]] = []
 
     @property
     def num_frames(self) -> int:
@@ -54,10 +65,12 @@ class StoryBackend:
         self.content[node] = (prompt.obj * 100_003 + prompt.frame, False)
         return PromptResult(1.0, 10.0)
 
-    def propose(self, features: object, queries: Sequence[PathwayQuery]) -> Proposals:
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
         frame = int(features)  # type: ignore[call-overload]
         ious, logits = [], []
-        self._wrong = []
+        rows: list[_Row] = []
         for query in queries:
             nodes = sorted(query.plan.nodes())
             key = hash(tuple(self.content[n][0] for n in nodes)) & 0xFFFFFFF
@@ -68,21 +81,25 @@ class StoryBackend:
                 iou = rng.uniform(0.2, 0.8, self.k)
                 logit = rng.normal(0.0, 0.7)
                 onset = any(a == frame for a, _ in self.occlusions)
-                self._wrong.append(((iou == iou.max()) & onset).tolist())
+                wrong = ((iou == iou.max()) & onset).tolist()
             else:
                 iou = np.array([0.92, 0.3, 0.1] + [0.05] * (self.k - 3))[: self.k]
                 iou = iou + rng.normal(0.0, 0.01, self.k) - (0.15 if lost else 0.0)
                 logit = 8.0 + rng.normal(0.0, 0.5) - (4.0 if lost else 0.0)
-                self._wrong.append([k != 0 for k in range(self.k)])
+                wrong = [k != 0 for k in range(self.k)]
+            rows.append(_Row(key, lost, tuple(wrong)))
             ious.append(np.clip(iou, 0.01, 1.0))
             logits.append(logit)
-        return Proposals(np.asarray(ious, np.float32), np.asarray(logits, np.float32))
+        return Proposals(
+            np.asarray(ious, np.float32), np.asarray(logits, np.float32), batch=tuple(rows)
+        )
 
-    def commit(self, features: object, commits: Sequence[Commit]) -> None:
+    def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
+        rows: tuple[_Row, ...] = proposals.batch  # type: ignore[assignment]
         for c in commits:
-            parent_key, parent_lost = self.content[c.parent]
-            lost = parent_lost or self._wrong[c.row][c.candidate]
-            self.content[c.node] = (hash((parent_key, c.candidate)) & 0xFFFFFFF, lost)
+            row = rows[c.row]
+            lost = row.lost or row.wrong[c.candidate]
+            self.content[c.node] = (hash((row.key, c.candidate)) & 0xFFFFFFF, lost)
 
     def mask_logits(self, node: int) -> np.ndarray:
         return np.full((8, 8), -1.0, np.float32)

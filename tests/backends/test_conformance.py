@@ -1,0 +1,235 @@
+"""Every backend passes the conformance suite (conformance.py), and the suite catches defects.
+
+To accept a new backend, add a factory to `CASES` returning its `BackendCase` (a small video,
+two mask prompts, its held-memory count) and make every check pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import pytest
+from conformance import (
+    CHECKS,
+    BackendCase,
+    check_commit_reads_only_its_proposals,
+    check_release,
+    check_rows_independent,
+)
+
+from treemem.backend import Backend
+from treemem.backends.synthetic import SyntheticBackend
+from treemem.backends.synthetic_video import make_video
+from treemem.types import (
+    Commit,
+    Float32Array,
+    PathwayQuery,
+    Prompt,
+    PromptResult,
+    ProposalOptions,
+    Proposals,
+)
+
+
+def synthetic_case() -> BackendCase:
+    video = make_video(0, num_frames=8, height=48, width=64, num_objects=2)
+    prompts = tuple(Prompt(obj, 0, mask=video.object_mask(obj, 0)) for obj in (1, 2))
+    return BackendCase(
+        "synthetic",
+        make=lambda: SyntheticBackend(video, seed=3),
+        prompts=prompts,
+        held=lambda backend: backend.held,  # type: ignore[attr-defined]
+    )
+
+
+def sam2_case() -> BackendCase:
+    """A seeded random-weight SAM 2.1 tiny at 64 px over 4 noise frames of 40x56 (not square,
+    so mask logits must be resized to the video, not the model's input)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sam2")
+    from treemem.backends.sam2 import Sam2Backend, build_random_model
+
+    model = build_random_model(seed=0, image_size=64)
+    with torch.no_grad():  # spread the IoU head's answers (as the shared oracle's model does)
+        model.sam_mask_decoder.iou_prediction_head.layers[2].weight *= 40.0
+    size = (40, 56)
+    frames = np.random.default_rng(0).integers(0, 256, (4, *size, 3), dtype=np.uint8)
+    masks = [np.zeros(size, bool), np.zeros(size, bool)]
+    masks[0][6:22, 8:30] = True
+    masks[1][20:36, 30:52] = True
+    return BackendCase(
+        "sam2",
+        make=lambda: Sam2Backend(model, lambda index: frames[index], len(frames), size),
+        prompts=(Prompt(1, 0, mask=masks[0]), Prompt(2, 0, mask=masks[1])),
+        held=lambda backend: backend.stored_memories,  # type: ignore[attr-defined]
+        batch_atol=1e-5,
+    )
+
+
+CASES: dict[str, Callable[[], BackendCase]] = {"synthetic": synthetic_case, "sam2": sam2_case}
+_built: dict[str, BackendCase] = {}
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request: pytest.FixtureRequest) -> BackendCase:
+    if request.param == "sam2":
+        request.getfixturevalue("torch_threads")  # exactness depends on the thread count
+    if request.param not in _built:
+        _built[request.param] = CASES[request.param]()
+    return _built[request.param]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+def test_backend_conforms(case: BackendCase, check: Callable[[BackendCase], None]) -> None:
+    check(case)
+
+
+# --- the suite catches defects -------------------------------------------------------------------
+
+
+class Forwarding:
+    """A backend that forwards every call to `inner`; the defects below override one rule."""
+
+    def __init__(self, inner: SyntheticBackend) -> None:
+        self.inner = inner
+
+    @property
+    def num_frames(self) -> int:
+        return self.inner.num_frames
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return self.inner.frame_size
+
+    @property
+    def held(self) -> int:
+        return self.inner.held
+
+    def encode(self, frame: int) -> object:
+        return self.inner.encode(frame)
+
+    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
+        return self.inner.prompt(features, prompt, node)
+
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
+        return self.inner.propose(features, queries, options)
+
+    def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
+        self.inner.commit(features, proposals, commits)
+
+    def mask_logits(self, node: int) -> Float32Array:
+        return self.inner.mask_logits(node)
+
+    def release(self, nodes: Iterable[int]) -> None:
+        self.inner.release(nodes)
+
+
+class IgnoresRelease(Forwarding):
+    """Never frees anything: memory grows with the video, released nodes stay readable."""
+
+    def release(self, nodes: Iterable[int]) -> None:
+        pass
+
+
+class RowsOutOfOrder(Forwarding):
+    """Answers a batch's rows rotated by one (a gather with the wrong index)."""
+
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
+        proposals = self.inner.propose(features, queries, options)
+        boxes = None if proposals.boxes is None else np.roll(proposals.boxes, 1, axis=0)
+        return Proposals(
+            np.roll(proposals.iou, 1, axis=0),
+            np.roll(proposals.occlusion, 1, axis=0),
+            boxes,
+            proposals.batch,
+        )
+
+
+class CommitsTheLastProposals(Forwarding):
+    """The old hidden pairing: commit picks up whatever the last propose left behind."""
+
+    def __init__(self, inner: SyntheticBackend) -> None:
+        super().__init__(inner)
+        self._last: Proposals | None = None
+
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
+        self._last = self.inner.propose(features, queries, options)
+        return self._last
+
+    def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
+        assert self._last is not None
+        self.inner.commit(features, self._last, commits)
+
+
+def _wrapped(defect: type[Forwarding]) -> BackendCase:
+    synthetic = synthetic_case()
+    make = synthetic.make
+
+    def build() -> Backend:
+        inner = make()
+        assert isinstance(inner, SyntheticBackend)
+        return defect(inner)
+
+    return dataclasses.replace(synthetic, name=defect.__name__, make=build)
+
+
+def _failures(case: BackendCase) -> set[str]:
+    failed = set()
+    for check in CHECKS:
+        try:
+            check(case)
+        except AssertionError:
+            failed.add(check.__name__)
+    return failed
+
+
+def test_a_faithful_wrapper_passes_every_check() -> None:
+    """The control: wrapping alone breaks nothing, so the failures below are the defects'."""
+    assert _failures(_wrapped(Forwarding)) == set()
+
+
+@pytest.mark.parametrize(
+    ("defect", "caught_by"),
+    [
+        (IgnoresRelease, check_release),
+        (RowsOutOfOrder, check_rows_independent),
+        (CommitsTheLastProposals, check_commit_reads_only_its_proposals),
+    ],
+    ids=lambda value: getattr(value, "__name__", ""),
+)
+def test_the_suite_catches_a_defective_backend(
+    defect: type[Forwarding], caught_by: Callable[[BackendCase], None]
+) -> None:
+    case = _wrapped(defect)
+    with pytest.raises(AssertionError):
+        caught_by(case)
+    assert caught_by.__name__ in _failures(case)
+
+
+def test_a_backend_refuses_options_it_does_not_implement() -> None:
+    """The rule the options check relies on, on a case declaring no support for boxes."""
+    case = dataclasses.replace(synthetic_case(), supported=frozenset({"presence_threshold"}))
+
+    class NoBoxes(Forwarding):
+        def propose(
+            self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+        ) -> Proposals:
+            options.check("no-boxes", {"presence_threshold"})
+            return self.inner.propose(features, queries, options)
+
+    def build() -> Backend:
+        inner = synthetic_case().make()
+        assert isinstance(inner, SyntheticBackend)
+        return NoBoxes(inner)
+
+    assert _failures(dataclasses.replace(case, make=build)) == set()
+    # ...and a backend that silently ignores the option fails the options check.
+    assert "check_options" in _failures(dataclasses.replace(case, make=_wrapped(Forwarding).make))
