@@ -3,8 +3,12 @@
 The reference is sam2's own predictor: its per-object video-resolution logits, composed the
 way `tools/vos_inference.py` composes them for palette PNGs (`non_overlap_masks=True`: the
 predictor's `_apply_non_overlapping_constraints`, then `> 0`, then `put_per_obj_mask`, which
-paints in descending id order). With `greedy` the per-object logits are sam2's exactly
-(tests/backends/test_sam2_exactness.py), so any difference is the composition.
+paints in descending id order). With `greedy` each object's mask is sam2's pixel for pixel
+(tests/backends/test_sam2_exactness.py); its logits are sam2's to within 3e-7 (measured: sam2
+1.1.0 runs each object alone, treemem batches the objects, and batched matrix products round
+differently). On a random-weight model the two objects' logits are nearly equal over most
+of the frame, so a pixel whose two logits are closer than `NEAR_TIE` is decided by rounding
+on either side; everywhere else every route must write sam2's id exactly.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from treemem.backends.sam2 import build_random_model  # noqa: E402
 
 SIZE = (180, 320)
 IMAGE_SIZE = 256
+NEAR_TIE = 1e-5
+"""Logit gap below which two objects' claim on a pixel is float noise (100x the measured
+difference between sam2's and treemem's logits)."""
 
 
 def prompt_ids() -> np.ndarray:
@@ -45,18 +52,24 @@ def put_per_obj_mask(per_obj_mask: dict[int, np.ndarray]) -> np.ndarray:
     return ids
 
 
-def sam2_id_maps(model: object, folder: Path, ids: np.ndarray) -> tuple[np.ndarray, int]:
-    """(T, H, W) ids as sam2 writes them, and how many pixels two objects' logits claim."""
+def sam2_id_maps(
+    model: object, folder: Path, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(T, H, W) ids as sam2 writes them, (T, H, W) bool where both objects claim a pixel
+    with logits closer than NEAR_TIE, and how many pixels both claim."""
     state = model.init_state(video_path=str(folder))  # type: ignore[attr-defined]
     for obj in (1, 2):
         model.add_new_mask(state, 0, obj, ids == obj)  # type: ignore[attr-defined]
-    maps, contested = [], 0
+    maps, ties, contested = [], [], 0
     for _, obj_ids, logits in model.propagate_in_video(state):  # type: ignore[attr-defined]
-        contested += int(((logits[:, 0] > 0).sum(0) > 1).sum())
+        both = (logits[:, 0] > 0).all(0)
+        contested += int(both.sum())
+        gap = (logits[0, 0] - logits[1, 0]).abs()
+        ties.append((both & (gap < NEAR_TIE)).cpu().numpy())
         constrained = model._apply_non_overlapping_constraints(logits)  # type: ignore[attr-defined]
         per_obj = {obj: (constrained[i, 0] > 0).cpu().numpy() for i, obj in enumerate(obj_ids)}
         maps.append(put_per_obj_mask(per_obj))
-    return np.stack(maps), contested
+    return np.stack(maps), np.stack(ties), contested
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +88,7 @@ def test_every_route_writes_sam2s_composed_id_maps(
 ) -> None:
     model, clip, folder = setup["model"], Path(str(setup["clip"])), Path(str(setup["folder"]))
     checkpoint = str(setup["checkpoint"])
-    expected, contested = sam2_id_maps(model, clip, prompt_ids())
+    expected, near_ties, contested = sam2_id_maps(model, clip, prompt_ids())
     assert contested > 1000  # the masks really overlap, so the rule decides many pixels
 
     found: dict[str, np.ndarray] = {}
@@ -106,15 +119,20 @@ def test_every_route_writes_sam2s_composed_id_maps(
     write_palette_png(dataset / "cups" / "gt" / "00000.png", prompt_ids())
     bench = folder / "bench"
     assert main(["bench", str(dataset), "--backend", "sam2", "--strategy", "greedy",
-                 "--out", str(bench), *sam2_options]) == 0
+                 "--all-frames", "--out", str(bench), *sam2_options]) == 0
     pred = bench / "runs" / "greedy" / "pred" / "cups"
     found["bench"] = np.stack([read_mask(p) for p in sorted(pred.glob("*.png"))])
     capsys.readouterr()
 
     for name, ids in found.items():
-        assert ids.shape == expected.shape, name
-        differ = int((ids != expected).sum())
-        assert differ == 0, f"{name}: {differ} pixels differ from sam2's composition"
+        assert np.array_equal(ids, found["track"]), f"{name} differs from track()"
+    ours = found["track"]
+    assert ours.shape == expected.shape
+    decided = ~near_ties
+    differ = int((ours != expected)[decided].sum())
+    assert differ == 0, f"{differ} pixels differ from sam2's composition outside near-ties"
+    # the rule, not rounding, decides most contested pixels (seen: 425,418 of 517,014)
+    assert contested - int(near_ties.sum()) > 100_000
     # The old rule (boolean masks painted in ascending id order, the higher id wins) gives
     # other maps on this case, so the comparison above has teeth.
     old = Predictor("sam2", "greedy", model=model)
@@ -127,4 +145,4 @@ def test_every_route_writes_sam2s_composed_id_maps(
             for obj, mask in zip(obj_ids, masks, strict=True):
                 ids[mask] = obj
             higher_wins.append(ids)
-    assert int((np.stack(higher_wins) != expected).sum()) > 100
+    assert int((np.stack(higher_wins) != expected)[decided].sum()) > 1000

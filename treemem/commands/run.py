@@ -18,7 +18,7 @@ from pathlib import Path
 
 from treemem.pipeline import inputs
 from treemem.pipeline.runner import choose_strategy, run_to_folder
-from treemem.pipeline.sinks import check_output
+from treemem.pipeline.sinks import check_output, interrupted_message
 from treemem.registry import parse_overrides
 from treemem.types import InputError, Prompt
 
@@ -96,10 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=False if args.no_progress else None,
             )
         except KeyboardInterrupt:
-            masks = args.out / "masks"
-            written = len(list(masks.glob("*.png"))) if masks.is_dir() else 0
-            print(f"treemem: interrupted; {written} finished frame(s) are in {masks}; run the "
-                  "same command with --resume to finish", file=sys.stderr)
+            print(f"treemem: {interrupted_message(args.out)}", file=sys.stderr)
             return INTERRUPTED
     print(
         f"wrote {report['frames']} frames of {len(report['objects'])} object(s) to "

@@ -231,15 +231,16 @@ class RunFolder:
                 self._tree.close()
             self._tree = None
 
-    def interrupted(self) -> str:
-        """What to tell the user after Ctrl-C: how many frames are safe, how to finish."""
-        folder = self.out / "masks"
-        remove_temporaries(folder, "*.png")
-        written = len(list(folder.glob("*.png"))) if folder.is_dir() else 0
-        return (
-            f"interrupted; {written} finished frame(s) are in {folder}; run the same command "
-            "with --resume to finish"
-        )
+
+def interrupted_message(out: Path) -> str:
+    """After Ctrl-C: clear half-written PNGs, say how many frames are safe and how to finish."""
+    folder = out / "masks"
+    remove_temporaries(folder, "*.png")
+    written = len(list(folder.glob("*.png"))) if folder.is_dir() else 0
+    return (
+        f"interrupted; {written} finished frame(s) are in {folder}; run the same command "
+        "with --resume to finish"
+    )
 
 
 def parameters_record(params: Any) -> dict[str, Any]:
