@@ -72,6 +72,22 @@ def sam2_id_maps(
     return np.stack(maps), np.stack(ties), contested
 
 
+def painted_predictor_masks(model: object, clip: Path, *, non_overlap_masks: bool) -> np.ndarray:
+    """(T, H, W) ids from `Predictor`'s per-object masks painted in ascending id order (with
+    overlapping masks: the higher id wins, the old rule)."""
+    predictor = Predictor("sam2", "greedy", model=model, non_overlap_masks=non_overlap_masks)
+    with predictor.init_state(clip) as state:
+        for obj in (1, 2):
+            predictor.add_new_mask(state, 0, obj, prompt_ids() == obj)
+        maps = []
+        for _, obj_ids, masks in predictor.propagate_in_video(state):
+            ids = np.zeros(SIZE, np.uint8)
+            for obj, mask in zip(obj_ids, masks, strict=True):
+                ids[mask] = obj
+            maps.append(ids)
+    return np.stack(maps)
+
+
 @pytest.fixture(scope="module")
 def setup(cups_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     folder = tmp_path_factory.mktemp("composition")
@@ -95,17 +111,7 @@ def test_every_route_writes_sam2s_composed_id_maps(
     found["track"] = np.array(
         treemem.track(clip, prompt_ids(), "greedy", backend="sam2", model=model).masks
     )
-    predictor = Predictor("sam2", "greedy", model=model, non_overlap_masks=True)
-    with predictor.init_state(clip) as state:
-        for obj in (1, 2):
-            predictor.add_new_mask(state, 0, obj, prompt_ids() == obj)
-        maps = []
-        for _, obj_ids, masks in predictor.propagate_in_video(state):
-            ids = np.zeros(SIZE, np.uint8)
-            for obj, mask in zip(obj_ids, masks, strict=True):
-                ids[mask] = obj
-            maps.append(ids)
-        found["predictor"] = np.stack(maps)
+    found["predictor"] = painted_predictor_masks(model, clip, non_overlap_masks=True)
 
     sam2_options = ["--checkpoint", checkpoint, "--image-size", str(IMAGE_SIZE), "--device", "cpu"]
     out = folder / "run"
@@ -135,14 +141,5 @@ def test_every_route_writes_sam2s_composed_id_maps(
     assert contested - int(near_ties.sum()) > 100_000
     # The old rule (boolean masks painted in ascending id order, the higher id wins) gives
     # other maps on this case, so the comparison above has teeth.
-    old = Predictor("sam2", "greedy", model=model)
-    with old.init_state(clip) as state:
-        for obj in (1, 2):
-            old.add_new_mask(state, 0, obj, prompt_ids() == obj)
-        higher_wins = []
-        for _, obj_ids, masks in old.propagate_in_video(state):
-            ids = np.zeros(SIZE, np.uint8)
-            for obj, mask in zip(obj_ids, masks, strict=True):
-                ids[mask] = obj
-            higher_wins.append(ids)
-    assert int((np.stack(higher_wins) != expected)[decided].sum()) > 1000
+    higher_wins = painted_predictor_masks(model, clip, non_overlap_masks=False)
+    assert int((higher_wins != expected)[decided].sum()) > 1000
