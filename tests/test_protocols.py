@@ -200,3 +200,125 @@ def test_extra_per_frame_values_survive_the_result_files() -> None:
     )
     back = object_from_record("v", object_record(scores))
     assert back.extra["F_new"].tolist() == [0.75, 1.0]
+
+
+# --- treemem bench --protocol, end to end with the synthetic backend --------------------------
+
+
+def bench(
+    tmp_path: Path, protocol: str, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[Path, Path, str]:
+    from treemem.cli import main
+
+    data, out = tmp_path / f"{protocol}-data", tmp_path / f"{protocol}-out"
+    made = ["bench", "--make-synthetic", str(data), "--protocol", protocol, "--count", "2"]
+    assert main(made) == 0
+    assert main(["bench", str(data), "--strategy", "greedy", "--out", str(out), *extra]) == 0
+    return data, out, capsys.readouterr().out
+
+
+def rescored(protocol: str, data: Path, out: Path, pred_root: Path | None = None) -> dict[str, Any]:
+    """The protocol's table recomputed from the predictions bench wrote."""
+    found = get_protocol(protocol)
+    dataset = found.read(data, None)
+    root = pred_root or out / "runs" / "greedy" / "pred"
+    videos = [found.score(v, root / v.name) for v in dataset.videos]
+    return found.summary(videos, {v.name: v.group for v in dataset.videos})
+
+
+def stored_row(out: Path) -> dict[str, Any]:
+    row: dict[str, Any] = json.loads((out / "results.json").read_text())["runs"][0]
+    return row
+
+
+def test_bench_lvos_prints_seen_and_unseen_and_writes_per_video_csvs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    data, out, printed = bench(tmp_path, "lvos", capsys)  # detected from the layout
+    assert "LVOS (v1 / v2), valid split" in printed
+    header = next(line for line in printed.splitlines() if line.startswith("run ")).split()
+    assert header[:4] == ["run", "videos", "J&F", "J"]
+    assert {"J_s", "F_s", "J_u", "F_u"} <= set(header)
+    row = stored_row(out)
+    assert row["J&F"] == pytest.approx((row["J_s"] + row["F_s"] + row["J_u"] + row["F_u"]) / 4,
+                                       abs=2e-6)
+    for column, value in rescored("lvos", data, out).items():
+        assert row[column] == pytest.approx(value, abs=1e-6), column
+    with (out / "runs" / "greedy" / "per-video.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert {r["group"] for r in rows} == {"seen", "unseen"}
+    assert {r["object"] for r in rows} == {"all", "1", "2"}
+    meta = json.loads((data / "valid_meta.json").read_text())["videos"]
+    late = meta["video_000"]["objects"]["2"]["frame_range"]
+    assert int(late["start"]) > 0  # the second object is prompted when it appears
+    stored = json.loads((out / "runs" / "greedy" / "results" / "video_000.json").read_text())
+    assert stored["group"] == "seen" and stored["protocol"] == "lvos"
+
+
+def test_bench_mose_writes_the_zip_the_toolkit_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zipfile
+
+    data, out, printed = bench(tmp_path, "mose", capsys, "--protocol", "mose")
+    assert "J&F_new" in printed and "J&F_dis" in printed
+    with zipfile.ZipFile(out / "runs" / "greedy" / "submission.zip") as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "unzipped")
+    # MOSEv2's score.py reads <pred>/<video>/<frame>.png, the frames of each video's
+    # annotation folder by position: the zip must hold exactly those, videos at its root
+    meta = json.loads((data / "meta.json").read_text())["videos"]
+    expected = {
+        f"{video}/{png.name}"
+        for video in meta
+        for png in (data / "Annotations" / video).glob("*.png")
+    }
+    assert names == expected
+    assert len(expected) == sum(record["length"] for record in meta.values())
+    row = stored_row(out)
+    for column, value in rescored("mose", data, out, tmp_path / "unzipped").items():
+        assert row[column] == pytest.approx(value, abs=1e-6), column
+
+
+def test_bench_sav_tracks_every_frame_and_scores_the_annotated_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, out, printed = bench(tmp_path, "sav", capsys)
+    assert "SA-V" in printed
+    pred = out / "runs" / "greedy" / "pred" / "video_000"
+    assert sorted(p.name for p in pred.iterdir()) == ["000", "001"]
+    frames = len(list((data / "JPEGImages_24fps" / "video_000").glob("*.jpg")))
+    annotated = len(list((data / "Annotations_6fps" / "video_000" / "000").glob("*.png")))
+    assert len(list((pred / "000").glob("*.png"))) == frames > annotated
+    assert not (out / "runs" / "greedy" / "submission.zip").exists()
+    row = stored_row(out)
+    for column, value in rescored("sav", data, out).items():
+        assert row[column] == pytest.approx(value, abs=1e-6), column
+
+
+def test_bench_davis_and_its_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zipfile
+
+    from treemem.cli import main
+
+    data, out, printed = bench(tmp_path, "davis", capsys)
+    assert "J-Recall" in printed and "F-Decay" in printed
+    with zipfile.ZipFile(out / "runs" / "greedy" / "submission.zip") as archive:
+        assert len(archive.namelist()) == 2 * len(
+            list((data / "JPEGImages" / "480p" / "video_000").glob("*.jpg"))
+        )
+    row = stored_row(out)
+    for column, value in rescored("davis", data, out).items():
+        assert row[column] == pytest.approx(value, abs=1e-6), column
+    args = ["bench", str(data), "--out", str(out), "--protocol", "davis", "--all-frames"]
+    assert main(args) == 2
+    assert "--all-frames does not apply" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    (plain / "JPEGImages").mkdir(parents=True)
+    (plain / "Annotations").mkdir()
+    assert main(["bench", str(plain), "--out", str(tmp_path / "o")]) == 2
+    assert "--protocol lvos or --protocol mose" in capsys.readouterr().err
