@@ -322,3 +322,26 @@ def test_bench_davis_and_its_refusals(
     (plain / "Annotations").mkdir()
     assert main(["bench", str(plain), "--out", str(tmp_path / "o")]) == 2
     assert "--protocol lvos or --protocol mose" in capsys.readouterr().err
+
+
+def test_bench_on_a_test_split_writes_the_submission_and_scores_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zipfile
+
+    from treemem.cli import main
+
+    data, out = tmp_path / "lvos-test", tmp_path / "out"
+    main(["bench", "--make-synthetic", str(data), "--protocol", "lvos", "--count", "1"])
+    meta = json.loads((data / "valid_meta.json").read_text())["videos"]
+    objects = meta["video_000"]["objects"].values()
+    starts = {f"{int(o['frame_range']['start']):08d}.png" for o in objects}
+    for png in (data / "Annotations" / "video_000").glob("*.png"):
+        if png.name not in starts:
+            png.unlink()  # a test split: only each object's first mask
+    assert main(["bench", str(data), "--strategy", "greedy", "--out", str(out)]) == 0
+    with zipfile.ZipFile(out / "runs" / "greedy" / "submission.zip") as archive:
+        assert len(archive.namelist()) == len(list((data / "JPEGImages" / "video_000").iterdir()))
+    assert math.isnan(get_protocol("lvos").summary([], {})["J&F"])
+    result = json.loads((out / "runs" / "greedy" / "results" / "video_000.json").read_text())
+    assert result["scored"] is False and result["scores"] == []

@@ -46,7 +46,14 @@ from treemem.pipeline.frames import FrameResult, FrameStream, ObjectMask
 from treemem.pipeline.inputs import ModelCache, ModelSpec, OpenedVideo, open_backend
 from treemem.pipeline.runner import choose_strategy, search_frames
 from treemem.pipeline.sinks import FrameSink, PaletteFolderSink, output_errors, progress_bar
-from treemem.protocols import BenchVideo, Dataset, Protocol, detect, get_protocol
+from treemem.protocols import (
+    BenchVideo,
+    Dataset,
+    Protocol,
+    UnannotatedError,
+    detect,
+    get_protocol,
+)
 from treemem.registry import ALIASES, REGISTRY, load_strategy
 from treemem.types import ConfigError, InputError, Prompt, TreememError
 
@@ -323,7 +330,10 @@ def run_protocol_video(
         seconds = search_frames(stream, [sink], on_frame=on_frame)
     if sink.written != opened.num_frames:
         raise TreememError(f"{job.video}: the engine left frame {names[sink.written]} undecided")
-    scores = protocol.score(video, job.pred_dir)
+    try:
+        objects = protocol.score(video, job.pred_dir).objects
+    except UnannotatedError:
+        objects = ()  # a test split: the server scores the submission
     tracked = opened.num_frames - stream.first_frame
     result = {
         "video": job.video,
@@ -339,7 +349,8 @@ def run_protocol_video(
         "objects": len(stream.objects),
         "seconds": seconds,
         "fps": tracked / seconds if seconds > 0 else None,
-        "scores": [object_record(o) for o in scores.objects],
+        "scored": bool(objects),
+        "scores": [object_record(o) for o in objects],
     }
     with output_errors(job.result_path):
         write_json(job.result_path, result)

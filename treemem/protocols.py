@@ -50,6 +50,11 @@ LVOS_STEP = 5
 """LVOS annotates every 5th frame (6 fps of 30)."""
 
 
+class UnannotatedError(InputError):
+    """A split whose annotations are withheld (a test split scored by a server): the
+    predictions and the submission are written, nothing is scored."""
+
+
 # --- what a protocol reads --------------------------------------------------------------------
 
 
@@ -438,7 +443,7 @@ def score_lvos(video: BenchVideo, pred_dir: Path) -> VideoScores:
         for name in names:
             path = video.annotations.path / name
             if not path.is_file():
-                raise InputError(f"annotation missing: {path} (listed by the meta file)")
+                raise UnannotatedError(f"annotation missing: {path} (listed by the meta file)")
             gt_mask = _ids(path) == span.obj
             pred_mask = _prediction(pred_dir, name, gt_mask.shape) == span.obj
             j.append(float(region_similarity(gt_mask, pred_mask)))
@@ -705,6 +710,7 @@ __all__ = [
     "MoseObject",
     "ObjectSpan",
     "Protocol",
+    "UnannotatedError",
     "detect",
     "get_protocol",
     "lvos_frames",
