@@ -339,7 +339,8 @@ def first_frame_prompts(video: BenchVideo) -> list[Prompt]:
 
 def first_appearance_prompts(video: BenchVideo) -> list[Prompt]:
     """SA-V, MOSE: each object prompted on the first annotated frame it is on (sam2's
-    `tools/vos_inference.py`; in SA-V val/test and MOSE every object is on frame 0)."""
+    `tools/vos_inference.py --track_object_appearing_later_in_video`; the same as its
+    default, frame 0 only, for objects on frame 0, as MOSE's are)."""
     prompts: list[Prompt] = []
     seen: set[int] = set()
     offset = 1 if video.annotations.per_object else 0
