@@ -345,3 +345,29 @@ def test_bench_on_a_test_split_writes_the_submission_and_scores_nothing(
     assert math.isnan(get_protocol("lvos").summary([], {})["J&F"])
     result = json.loads((out / "runs" / "greedy" / "results" / "video_000.json").read_text())
     assert result["scored"] is False and result["scores"] == []
+
+
+@pytest.mark.parametrize("name", ["davis", "sav", "lvos", "mose"])
+def test_eval_protocol_prints_the_official_numbers(
+    name: str, data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from treemem.cli import main
+
+    root = data[name]
+    args = ["eval", str(root / "pred"), str(root), "--protocol", name]
+    assert main([*args, "--json", str(tmp_path / "scores.json")]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads((tmp_path / "scores.json").read_text())["protocol_summary"]
+    expected = official(name)
+    if name == "mose":
+        names = {"J&F_new": "J&F_new", "J": "J", "F_new": "F_new", "F": "F", "J&F": "J&F",
+                 "disappear_J&F_new": "J&F_dis", "reappear_J&F_new": "J&F_rep"}
+        reference = {names[k]: v for k, v in expected["summary_printed"].items()}
+        for column, value in reference.items():
+            assert round(100 * summary[column], 2) == pytest.approx(100 * value, abs=1e-9)
+    else:
+        reference = {k.replace("-Mean", ""): v for k, v in expected["summary"].items()}
+        for column, value in reference.items():
+            assert summary[column] == pytest.approx(value, abs=1e-6), column
+    for column in get_protocol(name).columns:  # the printed line, to its precision
+        assert f"{column} {100 * reference[column]:.1f}" in printed, column

@@ -700,6 +700,45 @@ def detect(root: Path) -> Protocol | None:
     return None
 
 
+# --- scoring a split ---------------------------------------------------------------------------
+
+
+def score_split(protocol: Protocol, dataset: Dataset, pred_root: Path) -> list[VideoScores]:
+    """Every video of `dataset` scored from `pred_root/<video>` (what `treemem eval
+    --protocol` runs); a missing prediction folder is an error naming the videos."""
+    missing = [v.name for v in dataset.videos if not (pred_root / v.name).is_dir()]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        shown = ", ".join(missing[:5]) + more
+        raise InputError(f"{pred_root} has no predictions for {len(missing)} videos: {shown}")
+    return [protocol.score(video, pred_root / video.name) for video in dataset.videos]
+
+
+def _percent(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def format_split(protocol: Protocol, dataset: Dataset, videos: Sequence[VideoScores]) -> str:
+    """One line per video (its objects' mean J, F, J&F, and its group), then the benchmark's
+    table row."""
+    groups = {v.name: v.group for v in dataset.videos}
+    width = max([len("video"), *(len(v.video) for v in videos)])
+    lines = [f"{protocol.title}, {dataset.split} split"]
+    header = f"{'group':>6}  {'objects':>7}  {'J&F':>5}  {'J':>5}  {'F':>5}"
+    lines.append(f"{'video':<{width}}  {header}")
+    for video in videos:
+        j = _mean([o.j_stats.mean for o in video.objects])
+        f = _mean([o.f_stats.mean for o in video.objects])
+        lines.append(
+            f"{video.video:<{width}}  {groups.get(video.video, ''):>6}  {len(video.objects):>7}  "
+            f"{_percent((j + f) / 2):>5}  {_percent(j):>5}  {_percent(f):>5}"
+        )
+    row = protocol.summary(videos, groups)
+    lines.append("")
+    lines.append("  ".join(f"{column} {_percent(row[column])}" for column in protocol.columns))
+    return "\n".join(lines)
+
+
 __all__ = [
     "DAVIS",
     "LVOS",
@@ -713,7 +752,9 @@ __all__ = [
     "Protocol",
     "UnannotatedError",
     "detect",
+    "format_split",
     "get_protocol",
     "lvos_frames",
     "mose_object",
+    "score_split",
 ]
