@@ -15,6 +15,10 @@ not ship or copy. Set it up once (any folder; the commits are the ones the fixtu
     /tmp/official-venv/bin/python scripts/official_fixtures.py --davis DIR --sam2 DIR \\
         --lvos DIR --mose DIR [--only davis,sav,lvos,mose]
 
+With `--bench .venv/bin/treemem` it instead runs a synthetic-backend `treemem bench --protocol`
+on each synthetic layout, scores bench's files with the official code (MOSE: the unpacked
+submission.zip) and prints both tables.
+
 Each fixture holds raw values (fractions, full precision) per object and for the dataset,
 and a note naming the code and commit that produced them.
 """
@@ -64,13 +68,12 @@ def _quiet(function: Any, *args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)
 
 
-def davis(repo: Path, work: Path) -> dict[str, Any]:
-    root = protocol_data.write_davis(work / "davis")
+def davis(repo: Path, root: Path, pred: Path) -> dict[str, Any]:
     sys.path.insert(0, str(repo))
     evaluation = importlib.import_module("davis2017.evaluation")
     result = _quiet(
         evaluation.DAVISEvaluation(str(root), "semi-supervised", "val").evaluate,
-        str(root / "pred"),
+        str(pred),
     )
     names = list(result["J"]["M_per_object"])
     objects = {
@@ -90,12 +93,11 @@ def davis(repo: Path, work: Path) -> dict[str, Any]:
     }
 
 
-def sav(repo: Path, work: Path) -> dict[str, Any]:
-    root = protocol_data.write_sav(work / "sav")
+def sav(repo: Path, root: Path, pred: Path) -> dict[str, Any]:
     sys.path.insert(0, str(repo / "sav_dataset"))
     benchmark = importlib.import_module("utils.sav_benchmark").benchmark
     jf, j, f, per_object = benchmark(
-        [str(root / "Annotations_6fps")], [str(root / "pred")], True, 1, verbose=False
+        [str(root / "Annotations_6fps")], [str(pred)], True, 1, verbose=False
     )
     objects = {
         f"{video}_{obj}": {"J": iou[obj] / 100, "F": boundary[obj] / 100}
@@ -110,8 +112,7 @@ def sav(repo: Path, work: Path) -> dict[str, Any]:
     }
 
 
-def lvos(repo: Path, work: Path) -> dict[str, Any]:
-    root = protocol_data.write_lvos(work / "lvos")
+def lvos(repo: Path, root: Path, pred: Path) -> dict[str, Any]:
     sys.path.insert(0, str(repo))
     evaluation = importlib.import_module("lvos.evaluation")
     cwd = os.getcwd()
@@ -120,7 +121,7 @@ def lvos(repo: Path, work: Path) -> dict[str, Any]:
     try:
         every, seen, unseen = _quiet(
             evaluation.LVOSEvaluation(str(root), "semi-supervised", "valid").evaluate,
-            str(root / "pred"),
+            str(pred),
         )
     finally:
         os.chdir(cwd)
@@ -149,15 +150,14 @@ def lvos(repo: Path, work: Path) -> dict[str, Any]:
     }
 
 
-def mose(repo: Path, work: Path) -> dict[str, Any]:
-    root = protocol_data.write_mose(work / "mose")
+def mose(repo: Path, root: Path, pred: Path) -> dict[str, Any]:
     tools = repo / "MOSEv2" / "sam2_rcms" / "tools"
     if not tools.is_dir():
         tools = repo / "tools"
-    out = work / "mose-out"
+    out = root.parent / "mose-out"
     subprocess.run(
         [sys.executable, str(tools / "score.py"), "--meta", str(root / "meta.json"),
-         "--ann", str(root / "Annotations"), "--pred", str(root / "pred"), "--output", str(out)],
+         "--ann", str(root / "Annotations"), "--pred", str(pred), "--output", str(out)],
         check=True, capture_output=True, cwd=tools,
     )
     printed = {}
@@ -173,7 +173,7 @@ def mose(repo: Path, work: Path) -> dict[str, Any]:
     for video, record in meta.items():
         for obj in record["objects"]:
             chunk = score.process_video_chunk(
-                video, meta, str(root / "pred"), str(root / "Annotations"), 1,
+                video, meta, str(pred), str(root / "Annotations"), 1,
                 record["length"] - 1, obj, 0,
             )
             merged = score.merge_chunk_results([chunk], video, obj)
@@ -190,6 +190,34 @@ def mose(repo: Path, work: Path) -> dict[str, Any]:
 
 
 RUNNERS = {"davis": davis, "sav": sav, "lvos": lvos, "mose": mose}
+
+
+def check_bench(name: str, repo: Path, work: Path, treemem: str) -> None:
+    """A synthetic-backend bench run in `name`'s layout, scored again by the official code
+    (MOSE: from the unpacked submission.zip); prints each column, bench's and official."""
+    import zipfile
+
+    data, out = work / "data", work / "out"
+    made = [treemem, "bench", "--make-synthetic", str(data), "--protocol", name, "--count", "3"]
+    subprocess.run(made, check=True, capture_output=True)
+    subprocess.run([treemem, "bench", str(data), "--protocol", name, "--strategy", "greedy",
+                    "--out", str(out)], check=True, capture_output=True)
+    row = json.loads((out / "results.json").read_text())["runs"][0]
+    pred = out / "runs" / "greedy" / "pred"
+    if name == "mose":
+        with zipfile.ZipFile(out / "runs" / "greedy" / "submission.zip") as archive:
+            archive.extractall(work / "unzipped")
+        pred = work / "unzipped"
+    record = RUNNERS[name](repo, data, pred)
+    names = {"disappear_J&F_new": "J&F_dis", "reappear_J&F_new": "J&F_rep"}
+    summary = record.get("summary") or record["summary_printed"]
+    worst = 0.0
+    for column, value in summary.items():
+        column = names.get(column, column).replace("-Mean", "")
+        worst = max(worst, abs(row[column] - value))
+        print(f"{name} {column}: bench {100 * row[column]:.2f}  official {100 * value:.2f}")
+    print(f"{name}: largest difference {worst:.2e} (bench stores 6 decimals"
+          f"{'; the MOSE toolkit prints 0.01 %' if name == 'mose' else ''})")
 REPOSITORIES = {
     "davis": "github.com/davisvideochallenge/davis2017-evaluation",
     "sav": "github.com/facebookresearch/sam2",
@@ -206,6 +234,12 @@ def main() -> None:
     parser.add_argument("--mose", type=Path)
     parser.add_argument("--commits", default="", help="name=sha,... when a checkout has no .git")
     parser.add_argument("--only", default="davis,sav,lvos,mose")
+    parser.add_argument(
+        "--bench",
+        metavar="TREEMEM",
+        help="instead: run `TREEMEM bench --make-synthetic --protocol` and a greedy bench run, "
+        "score bench's files with the official code and compare with bench's table",
+    )
     args = parser.parse_args()
     repos = {"davis": args.davis, "sav": args.sam2, "lvos": args.lvos, "mose": args.mose}
     commits = dict(item.split("=") for item in args.commits.split(",") if item)
@@ -215,7 +249,11 @@ def main() -> None:
         if repo is None:
             raise SystemExit(f"--{'sam2' if name == 'sav' else name} DIR is needed for {name}")
         with tempfile.TemporaryDirectory() as work:
-            record = RUNNERS[name](repo.resolve(), Path(work))
+            if args.bench:
+                check_bench(name, repo.resolve(), Path(work), args.bench)
+                continue
+            root = protocol_data.WRITERS[name](Path(work) / name)
+            record = RUNNERS[name](repo.resolve(), root, root / "pred")
         record = {
             "note": f"Produced by the official evaluator {REPOSITORIES[name]} at commit "
             f"{commits.get(name) or _commit(repo)} on the dataset tests/protocol_data.py "
