@@ -47,7 +47,7 @@ from treemem.pipeline.inputs import ModelCache, ModelSpec, OpenedVideo, open_bac
 from treemem.pipeline.runner import choose_strategy, search_frames
 from treemem.pipeline.sinks import FrameSink, PaletteFolderSink, output_errors, progress_bar
 from treemem.protocols import (
-    BenchVideo,
+    PROTOCOLS,
     Dataset,
     Protocol,
     UnannotatedError,
@@ -293,8 +293,9 @@ class PerObjectSink:
         self.written += 1
 
 
-def _blank_frames(sink: FrameSink, video: BenchVideo, objects: Sequence[int], first: int,
-                  frame_size: tuple[int, int]) -> None:
+def _blank_frames(
+    sink: FrameSink, objects: Sequence[int], first: int, frame_size: tuple[int, int]
+) -> None:
     """Frames before the first prompt, written empty (a submission holds every frame)."""
     empty = ObjectMask.empty(frame_size)
     for frame in range(first):
@@ -326,7 +327,7 @@ def run_protocol_video(
             sink = PerObjectSink(job.pred_dir, names, dict(video.folder_names))
         else:
             sink = PaletteFolderSink(job.pred_dir, names)
-        _blank_frames(sink, video, stream.objects, stream.first_frame, opened.frame_size)
+        _blank_frames(sink, stream.objects, stream.first_frame, opened.frame_size)
         seconds = search_frames(stream, [sink], on_frame=on_frame)
     if sink.written != opened.num_frames:
         raise TreememError(f"{job.video}: the engine left frame {names[sink.written]} undecided")
@@ -663,9 +664,10 @@ def list_videos(dataset: Path) -> list[Path]:
         raise InputError(f"dataset folder not found: {dataset}")
     videos = sorted(p for p in dataset.iterdir() if (p / "gt").is_dir())
     if not videos:
+        layouts = "; ".join(f"{p.name}: {p.layout}" for p in PROTOCOLS.values())
         raise InputError(
             f"{dataset} holds no video folder with a gt/ folder (write the synthetic suite "
-            "with `treemem bench --make-synthetic DIR`)"
+            f"with `treemem bench --make-synthetic DIR`) nor a benchmark layout ({layouts})"
         )
     return videos
 
