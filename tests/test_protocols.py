@@ -371,3 +371,26 @@ def test_eval_protocol_prints_the_official_numbers(
             assert summary[column] == pytest.approx(value, abs=1e-6), column
     for column in get_protocol(name).columns:  # the printed line, to its precision
         assert f"{column} {100 * reference[column]:.1f}" in printed, column
+
+
+def test_bench_mose_valid_with_first_frame_masks_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zipfile
+
+    from treemem.cli import main
+
+    data, out = tmp_path / "mose-valid", tmp_path / "out"
+    main(["bench", "--make-synthetic", str(data), "--protocol", "mose", "--count", "1"])
+    (data / "meta.json").unlink()  # as released: no meta file, first-frame masks only
+    for png in sorted((data / "Annotations" / "video_000").glob("*.png"))[1:]:
+        png.unlink()
+    args = ["bench", str(data), "--strategy", "greedy", "--out", str(out)]
+    assert main(args) == 2
+    assert "--protocol lvos or --protocol mose" in capsys.readouterr().err
+    assert main([*args, "--protocol", "mose"]) == 0
+    with zipfile.ZipFile(out / "runs" / "greedy" / "submission.zip") as archive:
+        frames = len(list((data / "JPEGImages" / "video_000").iterdir()))
+        assert len(archive.namelist()) == frames
+    result = json.loads((out / "runs" / "greedy" / "results" / "video_000.json").read_text())
+    assert result["scored"] is False

@@ -387,11 +387,21 @@ def _prediction(pred_dir: Path, frame: str, shape: tuple[int, ...]) -> np.ndarra
     return ids
 
 
+def _need_annotations(video: BenchVideo, count: int) -> None:
+    """A video annotated on fewer than 3 frames has nothing to score (a test split)."""
+    if count < 3:
+        raise UnannotatedError(
+            f"{video.annotations.path}: {count} annotated frames, nothing to score but the "
+            "first and last (a split the server scores)"
+        )
+
+
 def score_davis(video: BenchVideo, pred_dir: Path) -> VideoScores:
     """DAVIS 2017 semi-supervised: objects 1..N, N the largest id of the first annotation;
     each scored on every annotated frame but the first and last (empty on both: J = F = 1);
     void (255) counts as background; a prediction holding an id above N is refused."""
     frames = video.annotations.frames()
+    _need_annotations(video, len(frames))
     first = _ids(video.annotations.path / frames[0])
     count = int(np.max(np.where(first == VOID, 0, first)))
     evaluated = frames[1:-1]
@@ -461,6 +471,7 @@ def score_mose(video: BenchVideo, pred_dir: Path) -> VideoScores:
     J is MOSE's smoothed IoU, `f` DAVIS's F, `extra["F_new"]` the area-adaptive F, and
     `extra["gt_empty"]` (1.0 / 0.0) marks the frames the object is absent from."""
     frames = sorted(video.annotations.frames(), key=lambda n: int(Path(n).stem))
+    _need_annotations(video, len(frames))
     if video.length is not None and video.length != len(frames):
         raise InputError(
             f"{video.annotations.path}: {len(frames)} annotations but meta.json says "
