@@ -40,12 +40,20 @@ from treemem.evaluation import (
     score_video,
     write_json,
 )
-from treemem.io.masks import object_ids, read_mask
+from treemem.io.masks import object_ids, read_mask, write_palette_png
 from treemem.metrics import Summary, VideoScores, summarize
-from treemem.pipeline.frames import FrameStream
+from treemem.pipeline.frames import FrameResult, FrameStream, ObjectMask
 from treemem.pipeline.inputs import ModelCache, ModelSpec, OpenedVideo, open_backend
 from treemem.pipeline.runner import choose_strategy, search_frames
-from treemem.pipeline.sinks import PaletteFolderSink, output_errors, progress_bar
+from treemem.pipeline.sinks import FrameSink, PaletteFolderSink, output_errors, progress_bar
+from treemem.protocols import (
+    PROTOCOLS,
+    Dataset,
+    Protocol,
+    UnannotatedError,
+    detect,
+    get_protocol,
+)
 from treemem.registry import ALIASES, REGISTRY, load_strategy
 from treemem.types import ConfigError, InputError, Prompt, TreememError
 
@@ -139,6 +147,11 @@ class VideoJob:
     device: str | None = None
     skip_first_last: bool = True
     seed: int = 0
+    protocol: str | None = None
+    """A benchmark's protocol (`treemem.protocols`); None: treemem's own layout."""
+    dataset: str | None = None
+    """With a protocol: the benchmark split folder, and `split` its split name."""
+    split: str | None = None
 
     @property
     def video(self) -> str:
@@ -202,6 +215,8 @@ def run_video(
     models: ModelCache | None = None,
 ) -> dict[str, Any]:
     """Track one video, write its predictions, score them, write the result file last."""
+    if job.protocol is not None:
+        return run_protocol_video(job, on_frame, models)
     with open_job(job, models) as opened:
         names = opened.frame_names
         if len(names) != opened.num_frames:
@@ -234,6 +249,109 @@ def run_video(
         "seconds": seconds,
         "fps": tracked / seconds if seconds > 0 else None,
         "scores": [object_record(o) for o in scores.objects],
+    }
+    with output_errors(job.result_path):
+        write_json(job.result_path, result)
+    return result
+
+
+def open_protocol_job(
+    job: VideoJob, dataset: Dataset, models: ModelCache | None = None
+) -> OpenedVideo:
+    """A benchmark video for the run layer: its JPEG folder for SAM 2, or for the synthetic
+    backend the saved synthetic video `--make-synthetic --protocol` wrote next to it."""
+    spec = ModelSpec(job.checkpoint, device=job.device, image_size=job.image_size, seed=job.seed)
+    if job.backend == "synthetic":
+        source = dataset.synthetic_dir / job.video
+        if not (source / "video.json").is_file():
+            raise InputError(
+                f"{source} is missing: the synthetic backend runs on datasets written by "
+                "`treemem bench --make-synthetic DIR --protocol NAME`; use --backend sam2"
+            )
+        return open_backend(source, "synthetic", spec)
+    if job.backend == "sam2" and job.checkpoint is None:
+        raise InputError("--backend sam2 needs --checkpoint CKPT (a SAM 2 / SAM 2.1 .pt file)")
+    return open_backend(Path(job.video_dir), "sam2", spec, models=models)
+
+
+@dataclass(eq=False)
+class PerObjectSink:
+    """One folder of binary PNGs per object, `folder/<object folder>/<frame>.png`, each
+    object's own (overlapping) mask: the SA-V layout, which its evaluator needs back."""
+
+    folder: Path
+    names: Sequence[str]
+    object_folders: dict[int, str]
+    written: int = 0
+
+    def write(self, result: FrameResult) -> None:
+        for obj, found in zip(result.objects, result.masks, strict=True):
+            path = self.folder / self.object_folders[obj] / f"{self.names[result.frame]}.png"
+            with output_errors(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_palette_png(path, found.mask.astype("uint8"))
+        self.written += 1
+
+
+def _blank_frames(
+    sink: FrameSink, objects: Sequence[int], first: int, frame_size: tuple[int, int]
+) -> None:
+    """Frames before the first prompt, written empty (a submission holds every frame)."""
+    empty = ObjectMask.empty(frame_size)
+    for frame in range(first):
+        sink.write(FrameResult(frame, tuple(objects), tuple(empty for _ in objects)))
+
+
+def run_protocol_video(
+    job: VideoJob,
+    on_frame: Callable[[int], None] | None = None,
+    models: ModelCache | None = None,
+) -> dict[str, Any]:
+    """One benchmark video under its protocol: prompts by the benchmark's rule, every frame
+    tracked and written, the benchmark's frames scored with its metric."""
+    protocol = get_protocol(str(job.protocol))
+    dataset = protocol.read(Path(str(job.dataset)), job.split)
+    video = dataset.video(job.video)
+    with open_protocol_job(job, dataset, models) as opened:
+        names = list(video.frame_names)
+        if len(names) != opened.num_frames:
+            raise InputError(
+                f"{video.frames_dir}: {len(names)} frame files but the video has "
+                f"{opened.num_frames} frames"
+            )
+        prompts = protocol.prompts(video)
+        choice = choose_strategy(job.run.strategy, dict(job.run.overrides))
+        stream = FrameStream(opened.backend, choice.strategy, prompts)
+        sink: PerObjectSink | PaletteFolderSink
+        if video.folder_names:
+            sink = PerObjectSink(job.pred_dir, names, dict(video.folder_names))
+        else:
+            sink = PaletteFolderSink(job.pred_dir, names)
+        _blank_frames(sink, stream.objects, stream.first_frame, opened.frame_size)
+        seconds = search_frames(stream, [sink], on_frame=on_frame)
+    if sink.written != opened.num_frames:
+        raise TreememError(f"{job.video}: the engine left frame {names[sink.written]} undecided")
+    try:
+        objects = protocol.score(video, job.pred_dir).objects
+    except UnannotatedError:
+        objects = ()  # a test split: the server scores the submission
+    tracked = opened.num_frames - stream.first_frame
+    result = {
+        "video": job.video,
+        "run": job.run.name,
+        "protocol": protocol.name,
+        "split": dataset.split,
+        "group": video.group,
+        "strategy": job.run.strategy,
+        "overrides": dict(job.run.overrides),
+        "backend": job.backend,
+        "frames": opened.num_frames,
+        "tracked_frames": tracked,
+        "objects": len(stream.objects),
+        "seconds": seconds,
+        "fps": tracked / seconds if seconds > 0 else None,
+        "scored": bool(objects),
+        "scores": [object_record(o) for o in objects],
     }
     with output_errors(job.result_path):
         write_json(job.result_path, result)
@@ -278,7 +396,7 @@ def run_in_process(
 
 
 def _num_frames(job: VideoJob) -> int:
-    frames = Path(job.video_dir) / "frames"
+    frames = Path(job.video_dir) if job.protocol else Path(job.video_dir) / "frames"
     return sum(1 for p in frames.iterdir() if not p.name.startswith(".")) if frames.is_dir() else 0
 
 
@@ -332,33 +450,54 @@ def _last_line(error: BaseException) -> str:
 # --- the table ------------------------------------------------------------------------------------
 
 
+LEGACY_COLUMNS = ("J&F", "J", "F")
+"""The table of treemem's own layout."""
+
+
 @dataclass(frozen=True)
 class RunResult:
-    """One run's scores over the videos it finished, and its speed."""
+    """One run's scores over the videos it finished, and its speed.
+
+    `scores` is the benchmark's table row (its protocol's `columns`; for treemem's own
+    layout J&F, J, F), fractions; `groups` each video's category group (LVOS)."""
 
     spec: RunSpec
     videos: tuple[VideoScores, ...]
     summary: Summary
     frames: int
     seconds: float
+    scores: dict[str, float]
+    groups: dict[str, str]
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else math.nan
 
 
-def collect(spec: RunSpec, results: Iterable[dict[str, Any]]) -> RunResult:
+def collect(
+    spec: RunSpec, results: Iterable[dict[str, Any]], protocol: Protocol | None = None
+) -> RunResult:
     stored = sorted(results, key=lambda r: str(r["video"]))
     videos = tuple(
         VideoScores(r["video"], tuple(object_from_record(r["video"], o) for o in r["scores"]))
         for r in stored
     )
+    groups = {str(r["video"]): str(r.get("group", "")) for r in stored}
+    summary = summarize(o for v in videos for o in v.objects)
+    if protocol is None:
+        scores = {"J&F": summary.jf, "J": summary.j.mean, "F": summary.f.mean}
+    elif videos:
+        scores = protocol.summary(videos, groups)
+    else:
+        scores = dict.fromkeys(protocol.columns, math.nan)
     return RunResult(
         spec,
         videos,
-        summarize(o for v in videos for o in v.objects),
+        summary,
         sum(int(r["tracked_frames"]) for r in stored),
         sum(float(r["seconds"]) for r in stored),
+        scores,
+        groups,
     )
 
 
@@ -383,9 +522,7 @@ def table_rows(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
                 **{key: value for key, value in run.spec.overrides},
                 "videos": len(run.videos),
                 "objects": run.summary.objects,
-                "J&F": run.summary.jf,
-                "J": run.summary.j.mean,
-                "F": run.summary.f.mean,
+                **run.scores,
                 "fps": run.fps,
                 "speed_vs_greedy": run.fps / base if base > 0 else math.nan,
             }
@@ -397,15 +534,16 @@ def _cell(value: float, scale: float = 100.0, digits: int = 1) -> str:
     return "-" if math.isnan(value) else f"{scale * value:.{digits}f}"
 
 
-def format_runs(runs: Sequence[RunResult], markdown: bool = False) -> str:
-    header = ["run", "videos", "J&F", "J", "F", "fps", "x greedy"]
+def format_runs(
+    runs: Sequence[RunResult], markdown: bool = False, columns: Sequence[str] = LEGACY_COLUMNS
+) -> str:
+    """The comparison table: one row per run, the benchmark's columns in %, then speed."""
+    header = ["run", "videos", *columns, "fps", "x greedy"]
     body = [
         [
             row["run"],
             str(row["videos"]),
-            _cell(row["J&F"]),
-            _cell(row["J"]),
-            _cell(row["F"]),
+            *(_cell(row.get(column, math.nan)) for column in columns),
             _cell(row["fps"], 1.0, 1),
             _cell(row["speed_vs_greedy"], 1.0, 2),
         ]
@@ -425,7 +563,10 @@ def format_runs(runs: Sequence[RunResult], markdown: bool = False) -> str:
     )
 
 
-def write_tables(out: Path, runs: Sequence[RunResult]) -> None:
+def write_tables(
+    out: Path, runs: Sequence[RunResult], columns: Sequence[str] = LEGACY_COLUMNS,
+    extra: dict[str, Any] | None = None,
+) -> None:
     import csv
 
     rows = table_rows(runs)
@@ -436,10 +577,62 @@ def write_tables(out: Path, runs: Sequence[RunResult]) -> None:
         for row in rows:
             writer.writerow({k: _plain(row.get(k, "")) for k in keys})
     write_json(
-        out / "results.json", {"runs": [{k: _plain(v) for k, v in row.items()} for row in rows]}
+        out / "results.json",
+        {**(extra or {}), "runs": [{k: _plain(v) for k, v in row.items()} for row in rows]},
     )
     with atomic_writer(out / "results.md") as stream:
-        stream.write(format_runs(runs, markdown=True) + "\n")
+        stream.write(format_runs(runs, markdown=True, columns=columns) + "\n")
+
+
+def write_per_video(path: Path, run: RunResult) -> None:
+    """One row per (video, object) and one per video (object "all", its objects' means):
+    J, F, J&F as fractions, the video's group, and MOSE's F_new when present."""
+    import csv
+
+    header = ["video", "group", "object", "frames", "J&F", "J", "F", "F_new"]
+    rows: list[list[object]] = []
+    for video in run.videos:
+        group = run.groups.get(video.video, "")
+        entries = []
+        for o in video.objects:
+            f_new = o.extra.get("F_new")
+            entries.append([
+                o.obj, len(o.frames), o.jf_mean, o.j_stats.mean, o.f_stats.mean,
+                math.nan if f_new is None or f_new.size == 0 else float(f_new.mean()),
+            ])
+        if entries:
+            means = [float(sum(e[i] for e in entries) / len(entries)) for i in range(2, 6)]
+            frames = len({name for o in video.objects for name in o.frames})
+            rows.append([video.video, group, "all", frames, *means])
+        rows += [[video.video, group, *entry] for entry in entries]
+    with atomic_writer(path) as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows([_plain(cell) if cell is not None else "" for cell in row] for row in rows)
+
+
+def write_submission(run_dir: Path, videos: Sequence[str]) -> Path:
+    """`run_dir/submission.zip`: `<video>/<frame>.png` for every frame of every finished video,
+    the layout the DAVIS, LVOS and MOSE servers unpack."""
+    import os
+    import tempfile
+    import zipfile
+
+    path = run_dir / "submission.zip"
+    with output_errors(path):
+        descriptor, temporary = tempfile.mkstemp(prefix=".submission.", dir=run_dir)
+        os.close(descriptor)
+        try:
+            with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+                for video in sorted(videos):
+                    for png in sorted((run_dir / "pred" / video).glob("*.png")):
+                        archive.write(png, f"{video}/{png.name}")
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    return path
 
 
 def _plain(value: object) -> object:
@@ -448,8 +641,15 @@ def _plain(value: object) -> object:
     return value
 
 
-def make_synthetic(folder: Path, count: int, seed: int) -> list[Path]:
-    """Write the seeded synthetic suite as a `treemem bench` dataset."""
+def make_synthetic(
+    folder: Path, count: int, seed: int, protocol: str | None = None
+) -> list[Path]:
+    """Write the seeded synthetic suite as a `treemem bench` dataset: treemem's own layout,
+    or with `protocol` that benchmark's (`treemem.synthetic_layouts`)."""
+    if protocol is not None:
+        write_layout = importlib.import_module("treemem.synthetic_layouts").write_layout
+        names: list[str] = write_layout(folder, protocol, count, seed)
+        return [folder / "synthetic" / name for name in names]
     make_suite = importlib.import_module("treemem.backends.synthetic_video").make_suite
     if count < 1:
         raise InputError(f"--count must be >= 1, got {count}")
@@ -464,9 +664,10 @@ def list_videos(dataset: Path) -> list[Path]:
         raise InputError(f"dataset folder not found: {dataset}")
     videos = sorted(p for p in dataset.iterdir() if (p / "gt").is_dir())
     if not videos:
+        layouts = "; ".join(f"{p.name}: {p.layout}" for p in PROTOCOLS.values())
         raise InputError(
             f"{dataset} holds no video folder with a gt/ folder (write the synthetic suite "
-            "with `treemem bench --make-synthetic DIR`)"
+            f"with `treemem bench --make-synthetic DIR`) nor a benchmark layout ({layouts})"
         )
     return videos
 
@@ -499,10 +700,17 @@ class BenchSettings:
     device: str | None = None
     skip_first_last: bool = True
     seed: int = 0
+    protocol: str | None = None
+    """A benchmark protocol (`treemem.protocols`); None: detected from the layout."""
+    split: str | None = None
 
 
 def plan_jobs(
-    runs: Sequence[RunSpec], videos: Sequence[Path], out: Path, settings: BenchSettings
+    runs: Sequence[RunSpec],
+    videos: Sequence[Path],
+    out: Path,
+    settings: BenchSettings,
+    dataset: Dataset | None = None,
 ) -> list[VideoJob]:
     """One job per (run, video); each run folder's run.json is written or checked."""
     jobs: list[VideoJob] = []
@@ -517,6 +725,9 @@ def plan_jobs(
             "skip_first_last": settings.skip_first_last,
             "seed": settings.seed,
         }
+        if dataset is not None:
+            record.update(protocol=dataset.protocol, split=dataset.split)
+            del record["skip_first_last"]  # the protocol says which frames are scored
         with output_errors(run_dir, "create"):
             _check_run_dir(run_dir, record)
         jobs += [
@@ -530,6 +741,9 @@ def plan_jobs(
                 device=settings.device,
                 skip_first_last=settings.skip_first_last,
                 seed=settings.seed,
+                protocol=None if dataset is None else dataset.protocol,
+                dataset=None if dataset is None else str(dataset.root.resolve()),
+                split=None if dataset is None else dataset.split,
             )
             for video in videos
         ]
@@ -542,6 +756,12 @@ class BenchOutcome:
 
     runs: tuple[RunResult, ...]
     failures: tuple[str, ...]
+    protocol: Protocol | None = None
+    split: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return LEGACY_COLUMNS if self.protocol is None else self.protocol.columns
 
 
 def run_benchmark(
@@ -561,8 +781,16 @@ def run_benchmark(
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
     runs = expand_runs(strategies, sweep)
-    videos = list_videos(dataset)
-    jobs = plan_jobs(runs, videos, out, settings)
+    protocol = get_protocol(settings.protocol) if settings.protocol else detect(dataset)
+    split: Dataset | None = None
+    if protocol is None:
+        videos = list_videos(dataset)
+    else:
+        split = protocol.read(dataset, settings.split)
+        if not split.videos:
+            raise InputError(f"{dataset}: the {split.split} split lists no video")
+        videos = [video.frames_dir for video in split.videos]
+    jobs = plan_jobs(runs, videos, out, settings, split)
     results: dict[RunSpec, list[dict[str, Any]]] = {spec: [] for spec in runs}
     failures: list[str] = []
     todo = []
@@ -600,6 +828,15 @@ def run_benchmark(
             )
         else:
             run_in_process(todo, done)
-    collected = tuple(collect(spec, results[spec]) for spec in runs)
-    write_tables(out, collected)
-    return BenchOutcome(collected, tuple(failures))
+    collected = tuple(collect(spec, results[spec], protocol) for spec in runs)
+    outcome = BenchOutcome(
+        collected, tuple(failures), protocol, None if split is None else split.split
+    )
+    extra = {} if split is None else {"protocol": split.protocol, "split": split.split}
+    write_tables(out, collected, outcome.columns, extra)
+    for run in collected:
+        run_dir = out / "runs" / run.spec.name
+        write_per_video(run_dir / "per-video.csv", run)
+        if protocol is not None and protocol.submission and run.videos:
+            write_submission(run_dir, [v.video for v in run.videos])
+    return outcome

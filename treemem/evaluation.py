@@ -261,6 +261,10 @@ def object_record(scores: ObjectScores) -> dict[str, Any]:
         "frames": list(scores.frames),
         "J_per_frame": [_number(v) for v in scores.j.tolist()],
         "F_per_frame": [_number(v) for v in scores.f.tolist()],
+        **{
+            f"{key}_per_frame": [_number(v) for v in values.tolist()]
+            for key, values in scores.extra.items()
+        },
     }
 
 
@@ -276,6 +280,11 @@ def object_from_record(video: str, record: Mapping[str, Any]) -> ObjectScores:
         tuple(record["frames"]),
         values("J_per_frame"),
         values("F_per_frame"),
+        extra={
+            key.removesuffix("_per_frame"): values(key)
+            for key in record
+            if key.endswith("_per_frame") and key not in ("J_per_frame", "F_per_frame")
+        },
     )
 
 

@@ -111,6 +111,55 @@ def boundary_accuracy(
         keep = ~np.asarray(void, dtype=bool)
         gt, pred = gt & keep, pred & keep
     radius = boundary_tolerance((gt.shape[0], gt.shape[1]), bound_th)
+    return boundary_accuracy_with(gt, pred, Disk.of(radius))
+
+
+@dataclass(frozen=True, eq=False)
+class Disk:
+    """A dilation element as one run of columns per row: row offset `dy[i]` covers the
+    column offsets `lo[i]..hi[i]` (inclusive). Offsets are those `cv2.dilate` applies: a
+    boundary pixel at p is matched by one at p + (dy, dx).
+
+    `of(r)` is the integer disk DAVIS uses (`X**2 + Y**2 <= r**2`); `skimage(r)` is what
+    `skimage.morphology.disk(r)` gives for any float r (grid points -r, -r + 1, ... < r + 1,
+    anchored by OpenCV at index size // 2, so a non-integer r makes an off-centre element);
+    the MOSE evaluation dilates with such disks.
+    """
+
+    dy: IntArray
+    lo: IntArray
+    hi: IntArray
+
+    @classmethod
+    def of(cls, radius: int) -> Disk:
+        offsets = np.arange(-radius, radius + 1, dtype=np.int64)
+        half = np.array([math.isqrt(radius * radius - int(d) * int(d)) for d in offsets])
+        return cls(offsets, -half.astype(np.int64), half.astype(np.int64))
+
+    @classmethod
+    def skimage(cls, radius: float) -> Disk:
+        if float(radius).is_integer():
+            return cls.of(int(radius))
+        grid = np.arange(-radius, radius + 1)
+        inside = grid[:, None] ** 2 + grid[None, :] ** 2 <= radius**2
+        anchor = grid.size // 2
+        rows = [int(r) for r in np.flatnonzero(inside.any(axis=1))]
+        cols = [np.flatnonzero(inside[r]) for r in rows]
+        return cls(
+            np.array(rows, np.int64) - anchor,
+            np.array([c[0] for c in cols], np.int64) - anchor,
+            np.array([c[-1] for c in cols], np.int64) - anchor,
+        )
+
+    @property
+    def reach(self) -> int:
+        if self.dy.size == 0:  # skimage's disk of a radius below 0.5 holds no point
+            return 0
+        return int(max(np.abs(self.dy).max(), np.abs(self.lo).max(), np.abs(self.hi).max()))
+
+
+def boundary_accuracy_with(gt: BoolArray, pred: BoolArray, element: Disk) -> float:
+    """F of two (H, W) bool masks with a given dilation element (see `boundary_accuracy`)."""
     gt_ys, gt_xs = _boundary_pixels(gt)
     pred_ys, pred_xs = _boundary_pixels(pred)
     n_gt, n_pred = gt_ys.size, pred_ys.size
@@ -119,8 +168,8 @@ def boundary_accuracy(
     if n_gt == 0 or n_pred == 0:
         return 0.0
     width = gt.shape[1]
-    precision = _count_matched(pred_ys, pred_xs, gt_ys, gt_xs, radius, width) / n_pred
-    recall = _count_matched(gt_ys, gt_xs, pred_ys, pred_xs, radius, width) / n_gt
+    precision = _count_matched(pred_ys, pred_xs, gt_ys, gt_xs, element, width) / n_pred
+    recall = _count_matched(gt_ys, gt_xs, pred_ys, pred_xs, element, width) / n_gt
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)
@@ -151,34 +200,64 @@ def _count_matched(
     query_xs: IntArray,
     target_ys: IntArray,
     target_xs: IntArray,
-    radius: int,
+    element: Disk,
     width: int,
 ) -> int:
-    """How many query pixels lie within `radius` (Euclidean, inclusive) of a target pixel.
+    """How many query pixels p have a target pixel at p + (dy, dx) for an offset of `element`.
 
-    The same as counting the queries inside the target map dilated by a disk of `radius`
-    (`X**2 + Y**2 <= radius**2`, the disk DAVIS dilates with). For each row offset dy the disk
-    is a run of half-width floor(sqrt(r^2 - dy^2)); the nearest target pixel in that row is
-    found by binary search over row-major keys whose row stride leaves a gap wider than any
-    run, so neighbours in adjacent rows never match by accident.
+    The same as counting the queries inside the target map dilated by `element`. For each
+    row offset the element is one run of columns; the first target pixel at or after the
+    run's start is found by binary search over row-major keys whose row stride leaves a gap
+    wider than any run, so pixels in adjacent rows never match by accident.
     """
-    offsets = np.arange(-radius, radius + 1, dtype=np.int64)
-    half_widths = np.array([math.isqrt(radius * radius - int(dy) * int(dy)) for dy in offsets])
-    stride = width + 2 * radius + 2
+    if element.dy.size == 0:
+        return 0
+    stride = width + 2 * element.reach + 2
     keys = target_ys * stride + target_xs
     last = keys.size - 1
     matched = 0
     for start in range(0, query_ys.size, _QUERY_CHUNK):
         qy = query_ys[start : start + _QUERY_CHUNK]
         qx = query_xs[start : start + _QUERY_CHUNK]
-        wanted = (qy[None, :] + offsets[:, None]) * stride + qx[None, :]
-        position = np.searchsorted(keys, wanted)
-        right = keys[np.minimum(position, last)] - wanted
-        left = wanted - keys[np.maximum(position - 1, 0)]
-        reach = half_widths[:, None]
-        hit = ((right >= 0) & (right <= reach)) | ((left >= 0) & (left <= reach))
+        run_start = (qy[None, :] + element.dy[:, None]) * stride + qx[None, :]
+        run_start = run_start + element.lo[:, None]
+        position = np.searchsorted(keys, run_start)
+        found = keys[np.minimum(position, last)] - run_start
+        reach = (element.hi - element.lo)[:, None]
+        hit = (position <= last) & (found >= 0) & (found <= reach)
         matched += int(np.count_nonzero(hit.any(axis=0)))
     return matched
+
+
+# --- MOSE's variants --------------------------------------------------------------------------
+
+
+def mose_region_similarity(gt: BoolArray, pred: BoolArray) -> float:
+    """MOSEv2's J: (|pred & gt| + 1) / (|pred | gt| + 1), so 1 when both are empty."""
+    intersection = int(np.count_nonzero(gt & pred))
+    union = int(np.count_nonzero(gt | pred))
+    return (intersection + 1) / (union + 1)
+
+
+def mose_boundary_accuracy(gt: BoolArray, pred: BoolArray) -> tuple[float, float]:
+    """MOSEv2's (F, F_new) of two (H, W) masks.
+
+    F uses DAVIS's radius ceil(0.008 x diagonal); F_new ("area" mode, threshold 0.1) uses
+    ceil(0.1 x sqrt(ground-truth area)) when that is smaller than 0.008 x diagonal. When it
+    is not (large objects, or an empty ground truth) both use the unrounded 0.008 x diagonal
+    as a skimage disk, as the toolkit does.
+    """
+    gt = np.asarray(gt, dtype=bool)
+    pred = np.asarray(pred, dtype=bool)
+    diagonal_radius = BOUND_TH * math.sqrt(gt.shape[0] ** 2 + gt.shape[1] ** 2)
+    area = int(np.count_nonzero(gt))
+    adaptive = math.ceil(0.1 * math.sqrt(area)) if area else math.ceil(diagonal_radius)
+    adaptive_radius = min(diagonal_radius, float(adaptive))
+    if adaptive_radius < diagonal_radius:
+        standard = boundary_accuracy_with(gt, pred, Disk.of(math.ceil(diagonal_radius)))
+        return standard, boundary_accuracy_with(gt, pred, Disk.of(int(adaptive_radius)))
+    both = boundary_accuracy_with(gt, pred, Disk.skimage(diagonal_radius))
+    return both, both
 
 
 # --- over frames ------------------------------------------------------------------------------
@@ -238,6 +317,8 @@ class ObjectScores:
     frames: tuple[str, ...]
     j: FloatArray = field(repr=False)
     f: FloatArray = field(repr=False)
+    extra: Mapping[str, FloatArray] = field(default_factory=dict, repr=False)
+    """Per-frame values a benchmark adds (MOSE: "F_new", "gt_empty"), aligned with `frames`."""
 
     @property
     def jf(self) -> FloatArray:

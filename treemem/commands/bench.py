@@ -1,7 +1,8 @@
 """`treemem bench DATASET_DIR`: run strategy sets over a dataset, score them, compare speed.
 
 A thin command over `treemem.benchmark` (the dataset layout, the sweep grammar, resuming and
-the output files are described there).
+the output files are described there) and `treemem.protocols` (the benchmarks' own layouts,
+prompting rules, metrics and tables: `--protocol davis|sav|lvos|mose`, detected when omitted).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from treemem.benchmark import (
     BASELINE,
     BenchSettings,
     format_runs,
-    list_videos,
     make_synthetic,
     run_benchmark,
 )
 from treemem.evaluation import mean_curve, plot_curves
+from treemem.protocols import PROTOCOLS
 from treemem.types import InputError
 
 
@@ -34,7 +35,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=Path,
         nargs="?",
         metavar="DATASET_DIR",
-        help="one folder per video, each with frames/ and gt/",
+        help="a benchmark split in its own layout (see --protocol), or one folder per video "
+        "with frames/ and gt/",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        help="the benchmark's protocol (default: detected from the layout)",
+    )
+    parser.add_argument(
+        "--split", help="the split to run (DAVIS: val, test-dev; LVOS: valid, test; SA-V: val)"
     )
     parser.add_argument(
         "--strategy",
@@ -79,12 +89,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     if args.make_synthetic is not None:
-        paths = make_synthetic(args.make_synthetic, args.count, args.seed)
-        print(f"wrote {len(paths)} synthetic videos to {args.make_synthetic}")
+        paths = make_synthetic(args.make_synthetic, args.count, args.seed, args.protocol)
+        layout = f" in the {args.protocol} layout" if args.protocol else ""
+        print(f"wrote {len(paths)} synthetic videos{layout} to {args.make_synthetic}")
         if args.dataset is None:
             return 0
     if args.dataset is None or args.out is None:
         raise InputError("treemem bench needs DATASET_DIR and --out DIR (or --make-synthetic DIR)")
+    if args.all_frames and args.protocol:
+        raise InputError("--all-frames does not apply with --protocol: it says which frames count")
     settings = BenchSettings(
         backend=args.backend,
         checkpoint=None if args.checkpoint is None else str(args.checkpoint.resolve()),
@@ -92,15 +105,19 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         skip_first_last=not args.all_frames,
         seed=args.seed,
+        protocol=args.protocol,
+        split=args.split,
     )
     outcome = run_benchmark(
         args.dataset, args.out, args.strategy or ["sam2long", BASELINE], args.set, settings,
         ray=args.ray, ray_address=args.ray_address, workers=args.workers,
     )
-    print(format_runs(outcome.runs))
+    if outcome.protocol is not None:
+        print(f"{outcome.protocol.title}, {outcome.split} split")
+    print(format_runs(outcome.runs, columns=outcome.columns))
     if args.plot is not None:
         curves = {r.spec.name: mean_curve(r.videos) for r in outcome.runs if r.videos}
-        videos = len(list_videos(args.dataset))
+        videos = max((len(r.videos) for r in outcome.runs), default=0)
         plot_curves(args.plot, curves, f"per-frame J&F, mean over {videos} videos")
     if outcome.failures:
         print(

@@ -16,6 +16,8 @@ from treemem.evaluation import (
     write_json,
 )
 from treemem.metrics import BOUND_TH
+from treemem.protocols import PROTOCOLS, format_split, get_protocol, score_split
+from treemem.types import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,10 +49,40 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             f"(default {BOUND_TH})"
         ),
     )
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        help="score as that benchmark does; GT_DIR is then the benchmark split in its layout "
+        "(see `treemem bench --protocol`)",
+    )
+    parser.add_argument("--split", help="with --protocol: the split (DAVIS val, LVOS valid, ...)")
     parser.set_defaults(handler=run)
 
 
+def run_protocol(args: argparse.Namespace) -> int:
+    if args.all_frames or args.bound_th != BOUND_TH or args.plot is not None:
+        raise InputError("--all-frames, --bound-th and --plot do not apply with --protocol")
+    protocol = get_protocol(args.protocol)
+    dataset = protocol.read(args.gt_dir, args.split)
+    videos = score_split(protocol, dataset, args.pred_dir)
+    print(format_split(protocol, dataset, videos))
+    if args.csv is not None:
+        write_csv(args.csv, videos)
+    if args.json is not None:
+        groups = {v.name: v.group for v in dataset.videos}
+        summary = protocol.summary(videos, groups)
+        record = scores_record(
+            videos, protocol=protocol.name, split=dataset.split,
+            predictions=str(args.pred_dir), dataset=str(args.gt_dir),
+            protocol_summary={k: None if v != v else round(v, 6) for k, v in summary.items()},
+        )
+        write_json(args.json, record)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.protocol is not None:
+        return run_protocol(args)
     videos = []
     for scores in score_folders(
         args.pred_dir, args.gt_dir, skip_first_last=not args.all_frames, bound_th=args.bound_th
