@@ -41,7 +41,7 @@ from treemem.evaluation import (
     write_json,
 )
 from treemem.io.masks import object_ids, read_mask, write_palette_png
-from treemem.metrics import Summary, VideoScores, summarize
+from treemem.metrics import ObjectScores, Summary, VideoScores, summarize
 from treemem.pipeline.frames import FrameResult, FrameStream, ObjectMask
 from treemem.pipeline.inputs import ModelCache, ModelSpec, OpenedVideo, open_backend
 from treemem.pipeline.runner import choose_strategy, search_frames
@@ -135,18 +135,39 @@ def _parameter_names(strategy: str) -> set[str]:
 
 
 @dataclass(frozen=True)
-class VideoJob:
-    """Everything a worker needs to run one video of one run (plain, picklable values)."""
+class BenchSettings:
+    """What every video of a benchmark shares (the model and the scoring protocol)."""
 
-    run: RunSpec
-    video_dir: str
-    run_dir: str
     backend: str = "synthetic"
     checkpoint: str | None = None
     image_size: int | None = None
     device: str | None = None
     skip_first_last: bool = True
     seed: int = 0
+    protocol: str | None = None
+    """A benchmark protocol (`treemem.protocols`); None: detected from the layout."""
+    split: str | None = None
+
+    def model_spec(self) -> ModelSpec:
+        """The run layer's model spec; refuses SAM 2 without a checkpoint."""
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r} (known: {', '.join(BACKENDS)})")
+        if self.backend == "sam2" and self.checkpoint is None:
+            raise InputError("--backend sam2 needs --checkpoint CKPT (a SAM 2 / SAM 2.1 .pt file)")
+        return ModelSpec(
+            self.checkpoint, device=self.device, image_size=self.image_size, seed=self.seed
+        )
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """Everything a worker needs to run one video of one run (plain, picklable values)."""
+
+    run: RunSpec
+    video_dir: str
+    run_dir: str
+    settings: BenchSettings = BenchSettings()
+    """The model and scoring settings every video of the benchmark shares."""
     protocol: str | None = None
     """A benchmark's protocol (`treemem.protocols`); None: treemem's own layout."""
     dataset: str | None = None
@@ -174,12 +195,8 @@ def open_job(job: VideoJob, models: ModelCache | None = None) -> OpenedVideo:
     its own), so a checkpoint is read once, not once per video.
     """
     video_dir = Path(job.video_dir)
-    if job.backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {job.backend!r} (known: {', '.join(BACKENDS)})")
-    if job.backend == "sam2" and job.checkpoint is None:
-        raise InputError("--backend sam2 needs --checkpoint CKPT (a SAM 2 / SAM 2.1 .pt file)")
-    spec = ModelSpec(job.checkpoint, device=job.device, image_size=job.image_size, seed=job.seed)
-    if job.backend == "synthetic":
+    spec = job.settings.model_spec()
+    if job.settings.backend == "synthetic":
         if not (video_dir / "video.json").is_file():
             raise InputError(
                 f"{video_dir} is not a saved synthetic video (no video.json); write the suite "
@@ -234,21 +251,34 @@ def run_video(
     scores = score_video(
         VideoMasks(job.video, gt_dir, per_object=False),
         VideoMasks(job.video, job.pred_dir, per_object=False),
-        skip_first_last=job.skip_first_last,
+        skip_first_last=job.settings.skip_first_last,
     )
-    tracked = opened.num_frames - stream.first_frame
+    return write_result(job, stream, opened.num_frames, seconds, scores.objects)
+
+
+def write_result(
+    job: VideoJob,
+    stream: FrameStream,
+    num_frames: int,
+    seconds: float,
+    objects: Sequence[ObjectScores],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A finished video's result file (written last and atomically: it marks the video done)."""
+    tracked = num_frames - stream.first_frame
     result = {
         "video": job.video,
         "run": job.run.name,
+        **extra,
         "strategy": job.run.strategy,
         "overrides": dict(job.run.overrides),
-        "backend": job.backend,
-        "frames": opened.num_frames,
+        "backend": job.settings.backend,
+        "frames": num_frames,
         "tracked_frames": tracked,
         "objects": len(stream.objects),
         "seconds": seconds,
         "fps": tracked / seconds if seconds > 0 else None,
-        "scores": [object_record(o) for o in scores.objects],
+        "scores": [object_record(o) for o in objects],
     }
     with output_errors(job.result_path):
         write_json(job.result_path, result)
@@ -260,8 +290,8 @@ def open_protocol_job(
 ) -> OpenedVideo:
     """A benchmark video for the run layer: its JPEG folder for SAM 2, or for the synthetic
     backend the saved synthetic video `--make-synthetic --protocol` wrote next to it."""
-    spec = ModelSpec(job.checkpoint, device=job.device, image_size=job.image_size, seed=job.seed)
-    if job.backend == "synthetic":
+    spec = job.settings.model_spec()
+    if job.settings.backend == "synthetic":
         source = dataset.synthetic_dir / job.video
         if not (source / "video.json").is_file():
             raise InputError(
@@ -269,8 +299,6 @@ def open_protocol_job(
                 "`treemem bench --make-synthetic DIR --protocol NAME`; use --backend sam2"
             )
         return open_backend(source, "synthetic", spec)
-    if job.backend == "sam2" and job.checkpoint is None:
-        raise InputError("--backend sam2 needs --checkpoint CKPT (a SAM 2 / SAM 2.1 .pt file)")
     return open_backend(Path(job.video_dir), "sam2", spec, models=models)
 
 
@@ -335,27 +363,10 @@ def run_protocol_video(
         objects = protocol.score(video, job.pred_dir).objects
     except UnannotatedError:
         objects = ()  # a test split: the server scores the submission
-    tracked = opened.num_frames - stream.first_frame
-    result = {
-        "video": job.video,
-        "run": job.run.name,
-        "protocol": protocol.name,
-        "split": dataset.split,
-        "group": video.group,
-        "strategy": job.run.strategy,
-        "overrides": dict(job.run.overrides),
-        "backend": job.backend,
-        "frames": opened.num_frames,
-        "tracked_frames": tracked,
-        "objects": len(stream.objects),
-        "seconds": seconds,
-        "fps": tracked / seconds if seconds > 0 else None,
-        "scored": bool(objects),
-        "scores": [object_record(o) for o in objects],
-    }
-    with output_errors(job.result_path):
-        write_json(job.result_path, result)
-    return result
+    return write_result(
+        job, stream, opened.num_frames, seconds, objects,
+        protocol=protocol.name, split=dataset.split, group=video.group, scored=bool(objects),
+    )
 
 
 def _run_video_quietly(job: VideoJob) -> dict[str, Any]:
@@ -690,21 +701,6 @@ def _check_run_dir(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 
-@dataclass(frozen=True)
-class BenchSettings:
-    """What every video of a benchmark shares (the model and the scoring protocol)."""
-
-    backend: str = "synthetic"
-    checkpoint: str | None = None
-    image_size: int | None = None
-    device: str | None = None
-    skip_first_last: bool = True
-    seed: int = 0
-    protocol: str | None = None
-    """A benchmark protocol (`treemem.protocols`); None: detected from the layout."""
-    split: str | None = None
-
-
 def plan_jobs(
     runs: Sequence[RunSpec],
     videos: Sequence[Path],
@@ -735,12 +731,7 @@ def plan_jobs(
                 spec,
                 str(video.resolve()),
                 str(run_dir.resolve()),
-                backend=settings.backend,
-                checkpoint=settings.checkpoint,
-                image_size=settings.image_size,
-                device=settings.device,
-                skip_first_last=settings.skip_first_last,
-                seed=settings.seed,
+                settings,
                 protocol=None if dataset is None else dataset.protocol,
                 dataset=None if dataset is None else str(dataset.root.resolve()),
                 split=None if dataset is None else dataset.split,
