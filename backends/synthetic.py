@@ -226,7 +226,16 @@ class SyntheticBackend:
             raise InputError(f"frame {frame} is outside the video (0..{self.num_frames - 1})")
         return _Frame(frame)
 
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
+    def prompt(
+        self,
+        features: object,
+        prompt: Prompt,
+        node: int,
+        options: ProposalOptions,
+    ) -> PromptResult:
+        """A prompt's mask is its own output, present iff non-empty (occlusion logit +-10, so
+        any presence threshold between agrees)."""
+        options.check("synthetic", {"boxes", "presence_threshold"})
         frame = self._frame(features)
         obj = self._object_index(prompt.obj)
         mask = self._prompt_mask(prompt, frame, obj)

@@ -48,8 +48,8 @@ class TimedBackend:
     def encode(self, frame: int) -> object:
         return self._timed(self.inner.encode, frame)
 
-    def prompt(self, features: object, prompt: Prompt, node: int) -> Any:
-        return self._timed(self.inner.prompt, features, prompt, node)
+    def prompt(self, features: object, prompt: Prompt, node: int, options: Any) -> Any:
+        return self._timed(self.inner.prompt, features, prompt, node, options)
 
     def propose(self, features: object, queries: Any, options: Any) -> Any:
         self.rows += len(queries)

@@ -121,7 +121,8 @@ class Samurai:
     """SAMURAI (Yang et al., 2024): one pathway, Kalman-filter motion score, filtered memory.
 
     Defaults are the reference's t / s / b+ configs; use kf_score_weight=0.15 for large (and
-    the paper's ablation). presence_threshold is SAMURAI's min_obj_score_logits (SAM 2: 0).
+    the paper's ablation). presence_threshold is SAMURAI's min_obj_score_logits (SAM 2: 0),
+    applied wherever the decoder runs: tracking frames and a click or box prompt's frame.
     """
 
     name: ClassVar[str] = "samurai"

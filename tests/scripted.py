@@ -18,6 +18,7 @@ from treemem.types import (
     MemoryContractError,
     PathwayQuery,
     PromptResult,
+    ProposalOptions,
     Proposals,
 )
 
@@ -48,7 +49,9 @@ class CheckedMemory:
     def encode(self, frame: int) -> object:
         return frame
 
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
+    def prompt(
+        self, features: object, prompt: Prompt, node: int, options: ProposalOptions
+    ) -> PromptResult:
         self._hold([node])
         return PromptResult(1.0, self.prompt_occlusion)
 

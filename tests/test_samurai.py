@@ -316,7 +316,9 @@ class BoxScript:
     def encode(self, frame: int) -> object:
         return frame
 
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
+    def prompt(
+        self, features: object, prompt: Prompt, node: int, options: ProposalOptions
+    ) -> PromptResult:
         return PromptResult(1.0, 10.0)
 
     def propose(

@@ -346,7 +346,7 @@ class _Noisy:
     def encode(self, frame: int) -> object:
         return frame
 
-    def prompt(self, features: object, prompt: Prompt, node: int) -> object:
+    def prompt(self, features: object, prompt: Prompt, node: int, options: object) -> object:
         from treemem.types import PromptResult
 
         return PromptResult(1.0, 10.0)

@@ -63,8 +63,14 @@ class Backend(Protocol):
         """Run the image encoder once for `frame`; the result is opaque to the engine."""
         ...
 
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
-        """Turn a user prompt into a conditioning memory stored under `node`."""
+    def prompt(
+        self, features: object, prompt: Prompt, node: int, options: ProposalOptions
+    ) -> PromptResult:
+        """Turn a user prompt into a conditioning memory stored under `node`.
+
+        `options` is the record `propose` gets: a prompt the model decodes (clicks, a box)
+        follows its `presence_threshold` as tracking frames do (SAMURAI's -1 holds on its
+        prompt frame too). Refuses an option it does not implement (`options.check`)."""
         ...
 
     def propose(

@@ -155,17 +155,20 @@ class Engine:
 
     def _propose(self, features: object, queries: list[PathwayQuery]) -> Proposals:
         """The batched proposal, with what the strategy set asks of the backend."""
-        options = ProposalOptions(
-            boxes=self.strategy.pathway_model is not None,
-            presence_threshold=self.strategy.presence_threshold,
-        )
-        proposals = self.backend.propose(features, queries, options)
+        proposals = self.backend.propose(features, queries, self._options())
         if self.strategy.pathway_model is not None and proposals.boxes is None:
             raise TreememError(
                 f"strategy {self.strategy.name!r} needs candidate boxes, and the backend "
                 "returned none: use a backend whose propose supports boxes=True"
             )
         return proposals
+
+    def _options(self) -> ProposalOptions:
+        """What the strategy set asks of the backend's prompt and propose calls."""
+        return ProposalOptions(
+            boxes=self.strategy.pathway_model is not None,
+            presence_threshold=self.strategy.presence_threshold,
+        )
 
     def _tracks(self, obj: int, frame: int) -> bool:
         """False on the frame an object was (re)prompted: its mask there is the prompt."""
@@ -337,7 +340,7 @@ class Engine:
         for prompt in ordered:
             node = len(self.record)
             features = self.backend.encode(prompt.frame)
-            result = self.backend.prompt(features, prompt, node)
+            result = self.backend.prompt(features, prompt, node, self._options())
             reprompt = any(p.obj == prompt.obj and p.frame < prompt.frame for p in ordered)
             self.record.append(
                 obj=prompt.obj,

@@ -134,11 +134,12 @@ class PathwayQuery:
 
 @dataclass(frozen=True)
 class ProposalOptions:
-    """What a strategy set asks of `propose` beyond the candidates themselves, passed always.
+    """What a strategy set asks of `prompt` and `propose` beyond the candidates themselves,
+    passed always.
 
     boxes: also return each candidate's box (`Proposals.boxes`). presence_threshold: a row
     whose occlusion logit is <= this gets empty masks and the no-object pointer (SAM 2's rule
-    at 0).
+    at 0), and so does a prompt the model decodes (clicks, a box).
 
     Every default is what a backend that has never heard of the option does anyway, so a new
     option (a field with such a default) leaves every existing backend correct: it keeps

@@ -200,10 +200,21 @@ class Sam2Backend:
     # --- prompts -------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
+    def prompt(
+        self,
+        features: object,
+        prompt: Prompt,
+        node: int,
+        options: ProposalOptions,
+    ) -> PromptResult:
+        """See `treemem.backend.Backend.prompt`. A mask prompt is its own output (sam2's
+        `use_mask_input_as_output_without_sam`); clicks and boxes go through the mask decoder,
+        whose output follows `options.presence_threshold` as tracking frames do (masks emptied
+        and the no-object pointer at occlusion logit <= it), so SAMURAI's -1 holds on its
+        prompt frame too. The memory encoder keeps sam2's own rule (absent iff <= 0)."""
+        options.check("sam2", {"boxes", "presence_threshold"})
         assert isinstance(features, FrameFeatures)
         model = self.model
-        mask_inputs, point_inputs = None, None
         height, width = self._frame_size
         if prompt.mask is not None:
             if prompt.mask.shape != (height, width):
@@ -212,33 +223,14 @@ class Sam2Backend:
                     f"{prompt.mask.shape[0]}, the video is {width}x{height}: "
                     "give a mask of the video's size"
                 )
-            mask = torch.tensor(prompt.mask, dtype=torch.bool)[None, None].float().to(self.device)
-            size = model.image_size
-            if mask.shape[-2:] != (size, size):
-                mask = F.interpolate(
-                    mask, size=(size, size), align_corners=False, mode="bilinear", antialias=True
-                )
-                mask = (mask >= 0.5).float()
-            mask_inputs = mask
+            low_res, pointer, iou, occlusion = self._mask_prompt(features, prompt.mask)
+            box = None
         else:
-            point_inputs = self._point_inputs(prompt)
-        _, sam_outputs, _, _ = model._track_step(
-            frame_idx=features.frame,
-            is_init_cond_frame=True,
-            current_vision_feats=features.vision_feats,
-            current_vision_pos_embeds=features.vision_pos,
-            feat_sizes=features.feat_sizes,
-            point_inputs=point_inputs,
-            mask_inputs=mask_inputs,
-            output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-            num_frames=self._num_frames,
-            track_in_reverse=False,
-            prev_sam_mask_logits=None,
-        )
-        _, _, ious, low_res, _, pointer, occlusion = sam_outputs
-        out = {"pred_masks": low_res, "obj_ptr": pointer, "object_score_logits": occlusion}
+            low_res, pointer, iou, occlusion, box = self._point_prompt(
+                features, self._point_inputs(prompt), options.presence_threshold
+            )
         high_res = F.interpolate(
-            out["pred_masks"], size=(model.image_size,) * 2, mode="bilinear", align_corners=False
+            low_res, size=(model.image_size,) * 2, mode="bilinear", align_corners=False
         )
         memory, pos = model._encode_new_memory(
             current_vision_feats=features.vision_feats,
@@ -250,22 +242,79 @@ class Sam2Backend:
         self._remember_pos(pos)
         content = self._new_content()
         self._store[content] = StoredMemory(
-            memory.to(torch.bfloat16).to(self.storage),
-            out["obj_ptr"],
-            out["pred_masks"].to(self.storage),
-            content,
+            memory.to(torch.bfloat16).to(self.storage), pointer, low_res.to(self.storage), content
         )
         self._hold(node, content)
-        # A single click chose among 3 candidates (sam2's multimask output): report the kept
-        # mask's box, where SAMURAI's filter starts.
+        return PromptResult(iou=iou, occlusion=float(occlusion.item()), box=box)
+
+    def _mask_prompt(
+        self, features: FrameFeatures, mask_array: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
+        """sam2's mask-as-output: (low-res mask (1, 1, h, w), pointer (1, C), IoU (sam2's
+        dummy 1), occlusion logit (1, 1))."""
+        model = self.model
+        mask = torch.tensor(mask_array, dtype=torch.bool)[None, None].float().to(self.device)
+        size = model.image_size
+        if mask.shape[-2:] != (size, size):
+            mask = F.interpolate(
+                mask, size=(size, size), align_corners=False, mode="bilinear", antialias=True
+            )
+            mask = (mask >= 0.5).float()
+        _, sam_outputs, _, _ = model._track_step(
+            frame_idx=features.frame,
+            is_init_cond_frame=True,
+            current_vision_feats=features.vision_feats,
+            current_vision_pos_embeds=features.vision_pos,
+            feat_sizes=features.feat_sizes,
+            point_inputs=None,
+            mask_inputs=mask,
+            output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+            num_frames=self._num_frames,
+            track_in_reverse=False,
+            prev_sam_mask_logits=None,
+        )
+        _, _, ious, low_res, _, pointer, occlusion = sam_outputs
+        return low_res, pointer, float(ious.max().item()), occlusion
+
+    def _point_prompt(
+        self,
+        features: FrameFeatures,
+        point_inputs: dict[str, torch.Tensor],
+        presence_threshold: float,
+    ) -> tuple[
+        torch.Tensor, torch.Tensor, float, torch.Tensor, tuple[float, float, float, float] | None
+    ]:
+        """Clicks or a box on an initial conditioning frame, as sam2's `_forward_sam_heads`
+        with the presence threshold given: (low-res mask, pointer, IoU, occlusion logit, box).
+
+        A single click chooses among 3 candidates (sam2's multimask output) by predicted IoU;
+        its box is reported, where SAMURAI's filter starts. A box or several clicks give one
+        mask and no box (the filter starts on the next frame)."""
+        model = self.model
+        pix_feat = model._prepare_memory_conditioned_features(
+            frame_idx=features.frame,
+            is_init_cond_frame=True,
+            current_vision_feats=features.vision_feats[-1:],
+            current_vision_pos_embeds=features.vision_pos[-1:],
+            feat_sizes=features.feat_sizes[-1:],
+            output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+            num_frames=self._num_frames,
+            track_in_reverse=False,
+        )
+        multimask = bool(model._use_multimask(True, point_inputs))
+        low_res, ious, tokens, occlusion = self._heads(
+            pix_feat, features.high_res, point_inputs, multimask, presence_threshold
+        )
+        best = int(torch.argmax(ious[0]).item()) if multimask else 0
+        chosen = low_res[:, best : best + 1]
+        token = tokens[:, best] if tokens.shape[1] > 1 else tokens[:, 0]
+        pointer = self._pointer(token, occlusion, presence_threshold)
         box = None
-        if point_inputs is not None and model._use_multimask(True, point_inputs):
-            x1, y1, x2, y2 = candidate_boxes(low_res, model.image_size)[0, 0].tolist()
+        if multimask:
+            x1, y1, x2, y2 = candidate_boxes(chosen, model.image_size)[0, 0].tolist()
             box = (x1, y1, x2, y2)
         # A mask prompt's IoU is sam2's dummy 1; for clicks, the chosen mask's predicted IoU.
-        return PromptResult(
-            iou=float(ious.max().item()), occlusion=float(occlusion.item()), box=box
-        )
+        return chosen, pointer, float(ious.max().item()), occlusion, box
 
     def _point_inputs(self, prompt: Prompt) -> dict[str, torch.Tensor]:
         height, width = self._frame_size
@@ -391,15 +440,34 @@ class Sam2Backend:
         height, width = features.feat_sizes[-1]
         pix_feat = conditioned.permute(1, 2, 0).view(batch, model.hidden_dim, height, width)
         high_res = [x.expand(batch, -1, -1, -1) for x in features.high_res]
-        coords = torch.zeros(batch, 1, 2, device=self.device)
-        labels = -torch.ones(batch, 1, dtype=torch.int32, device=self.device)
+        return self._heads(pix_feat, high_res, None, True, presence_threshold)
+
+    def _heads(
+        self,
+        pix_feat: torch.Tensor,
+        high_res: list[torch.Tensor],
+        point_inputs: dict[str, torch.Tensor] | None,
+        multimask: bool,
+        presence_threshold: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Prompt encoder + mask decoder on memory-conditioned features (B rows), as sam2's
+        `_forward_sam_heads` up to its choice: (low-res masks (B, K, h, w) float32, IoUs
+        (B, K), output tokens (B, K, C), occlusion logits (B, 1)). Masks of rows whose
+        occlusion logit is <= `presence_threshold` are NO_OBJ_SCORE (sam2's rule is 0)."""
+        model = self.model
+        batch = pix_feat.shape[0]
+        if point_inputs is None:
+            coords = torch.zeros(batch, 1, 2, device=self.device)
+            labels = -torch.ones(batch, 1, dtype=torch.int32, device=self.device)
+        else:
+            coords, labels = point_inputs["point_coords"], point_inputs["point_labels"]
         sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
         low_res, ious, tokens, occlusion = model.sam_mask_decoder(
             image_embeddings=pix_feat,
             image_pe=model.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
-            multimask_output=True,
+            multimask_output=multimask,
             repeat_image=False,
             high_res_features=high_res,
         )
@@ -407,6 +475,20 @@ class Sam2Backend:
             present = occlusion > presence_threshold
             low_res = torch.where(present[:, None, None], low_res, NO_OBJ_SCORE)
         return low_res.float(), ious, tokens, occlusion
+
+    def _pointer(
+        self, token: torch.Tensor, occlusion: torch.Tensor, presence_threshold: float
+    ) -> torch.Tensor:
+        """(1, C) object pointer of one output token (1, C), as sam2 makes it: the no-object
+        pointer where the occlusion logit (1, 1) is <= `presence_threshold` (sam2: 0)."""
+        model = self.model
+        pointer: torch.Tensor = model.obj_ptr_proj(token)
+        if model.pred_obj_scores:
+            present = (occlusion > presence_threshold).float()
+            if model.fixed_no_obj_ptr:
+                pointer = present * pointer
+            pointer = pointer + (1 - present) * model.no_obj_ptr
+        return pointer
 
     def _assemble(
         self, plans: list[MemoryPlan]
@@ -552,13 +634,11 @@ class Sam2Backend:
         memory = memory.to(torch.bfloat16).to(self.storage)
         out = {}
         for i, (content, unique, candidate) in enumerate(work):
-            pointer = model.obj_ptr_proj(pending.tokens[unique, candidate][None])
-            if model.pred_obj_scores:
-                occlusion = pending.occlusion[unique : unique + 1]
-                present = (occlusion > pending.presence_threshold).float()
-                if model.fixed_no_obj_ptr:
-                    pointer = present * pointer
-                pointer = pointer + (1 - present) * model.no_obj_ptr
+            pointer = self._pointer(
+                pending.tokens[unique, candidate][None],
+                pending.occlusion[unique : unique + 1],
+                pending.presence_threshold,
+            )
             out[content] = StoredMemory(
                 memory[i : i + 1], pointer, low_res[i : i + 1].to(self.storage), content
             )

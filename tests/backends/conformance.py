@@ -127,7 +127,7 @@ def grow(case: BackendCase) -> World:
     objects = [p.obj for p in case.prompts]
     prompt_nodes = list(range(len(case.prompts)))
     for node, prompt in zip(prompt_nodes, case.prompts, strict=True):
-        backend.prompt(features, prompt, node)
+        backend.prompt(features, prompt, node, ProposalOptions())
     features = backend.encode(1)
     queries = [PathwayQuery(o, prompt_plan(p)) for o, p in zip(objects, prompt_nodes, strict=True)]
     proposals = backend.propose(features, queries, _options(case, boxes=False))

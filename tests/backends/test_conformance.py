@@ -110,8 +110,10 @@ class Forwarding:
     def encode(self, frame: int) -> object:
         return self.inner.encode(frame)
 
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
-        return self.inner.prompt(features, prompt, node)
+    def prompt(
+        self, features: object, prompt: Prompt, node: int, options: ProposalOptions
+    ) -> PromptResult:
+        return self.inner.prompt(features, prompt, node, options)
 
     def propose(
         self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions

@@ -183,6 +183,65 @@ def test_presence_threshold_keeps_masks_and_pointer_above_minus_one(cups_clip: P
         assert any(masks[(f, 1)].any() for f in range(1, 12)) is present
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        Prompt(1, 0, box=(40.0, 60.0, 120.0, 140.0)),
+        Prompt(1, 0, points=((80.0, 100.0),), labels=(1,)),
+    ],
+    ids=["box", "click"],
+)
+def test_presence_threshold_holds_on_a_decoded_prompt_frame(
+    cups_clip: Path, prompt: Prompt
+) -> None:
+    """A box or click prompt is decoded by the mask decoder like a tracking frame: at
+    occlusion logit -0.5, SAM 2's rule (0) empties its mask and sets the no-object pointer,
+    SAMURAI's (-1) keeps both; at 0 the prompt is sam2's own `_track_step`, bit for bit."""
+    model = _model(0)
+    head = model.sam_mask_decoder.pred_obj_score_head.layers[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-0.5)
+    read, num_frames = _reader(cups_clip)
+    backend = Sam2Backend(model, read, num_frames, SIZE)
+    features = backend.encode(0)
+    plain = backend.prompt(features, prompt, 0, ProposalOptions())
+    samurai = backend.prompt(features, prompt, 1, ProposalOptions(presence_threshold=-1.0))
+    assert plain.occlusion == samurai.occlusion == np.float32(-0.5)
+    assert (plain.box is None) == (samurai.box is None) == (prompt.box is not None)
+    sam2_rule, samurai_rule = backend._memory(0), backend._memory(1)
+    assert not (sam2_rule.low_res_mask > 0).any() and (samurai_rule.low_res_mask > 0).any()
+    assert torch.equal(sam2_rule.pointer, model.no_obj_ptr)
+    assert not torch.equal(samurai_rule.pointer, model.no_obj_ptr)
+
+    @torch.inference_mode()
+    def sam2_prompt() -> Any:
+        _, outputs, _, _ = model._track_step(
+            frame_idx=0,
+            is_init_cond_frame=True,
+            current_vision_feats=features.vision_feats,
+            current_vision_pos_embeds=features.vision_pos,
+            feat_sizes=features.feat_sizes,
+            point_inputs=backend._point_inputs(prompt),
+            mask_inputs=None,
+            output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+            num_frames=num_frames,
+            track_in_reverse=False,
+            prev_sam_mask_logits=None,
+        )
+        return outputs
+
+    outputs = sam2_prompt()
+    with torch.no_grad():
+        head.bias.fill_(0.5)
+    present = backend.prompt(features, prompt, 2, ProposalOptions())
+    again = sam2_prompt()
+    for node, out, result in ((0, outputs, plain), (2, again, present)):
+        stored = backend._memory(node)
+        assert torch.equal(stored.low_res_mask, out[3]) and torch.equal(stored.pointer, out[5])
+        assert result.iou == float(out[2].max())
+
+
 def test_threshold_zero_and_no_boxes_leave_proposals_unchanged(cups_clip: Path) -> None:
     read, num_frames = _reader(cups_clip)
     model = _model(2)

@@ -115,7 +115,8 @@ def test_region_similarity_and_mean_j() -> None:
 
 def prompted(video: SyntheticVideo, seed: int = 0) -> SyntheticBackend:
     backend = SyntheticBackend(video, seed)
-    backend.prompt(backend.encode(0), Prompt(1, 0, mask=video.object_mask(1, 0)), node=0)
+    prompt = Prompt(1, 0, mask=video.object_mask(1, 0))
+    backend.prompt(backend.encode(0), prompt, 0, ProposalOptions())
     return backend
 
 
@@ -169,10 +170,11 @@ def test_box_and_point_prompts_select_the_region_they_point_at() -> None:
         ]
     ):
         backend = SyntheticBackend(video)
-        result = backend.prompt(backend.encode(0), prompt, node)
+        result = backend.prompt(backend.encode(0), prompt, node, ProposalOptions())
         assert np.array_equal((backend.mask_logits(node) > 0), target) and result.occlusion > 0
     backend = SyntheticBackend(video)
-    backend.prompt(backend.encode(0), Prompt(1, 0, points=((0.0, 0.0),), labels=(0,)), 9)
+    negative = Prompt(1, 0, points=((0.0, 0.0),), labels=(0,))
+    backend.prompt(backend.encode(0), negative, 9, ProposalOptions())
     assert not (backend.mask_logits(9) > 0).any()
 
 

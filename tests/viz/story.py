@@ -61,7 +61,9 @@ class StoryBackend:
     def encode(self, frame: int) -> object:
         return frame
 
-    def prompt(self, features: object, prompt: Prompt, node: int) -> PromptResult:
+    def prompt(
+        self, features: object, prompt: Prompt, node: int, options: ProposalOptions
+    ) -> PromptResult:
         self.content[node] = (prompt.obj * 100_003 + prompt.frame, False)
         return PromptResult(1.0, 10.0)
 
