@@ -3,8 +3,11 @@
 One row per candidate per frame: kept candidates once per slot they fill (the clone start
 fills every slot from one candidate), pruned ones with slot -1. A kept row is a tree node and
 its row number is the node id the engine and backend use. JSON lines carry exactly
-`object, frame, slot, parent, candidate, score, iou, occlusion, kept`; `parent` is the slot at
-the previous frame (-1 for a first prompt), which is enough to rebuild every edge.
+`object, frame, slot, parent, candidate, score, iou, occlusion, kept, rule`; `parent` is the
+slot at the previous frame (-1 for a first prompt), which is enough to rebuild every edge.
+`rule` is one value per object and frame, repeated on its rows: which rule chose that
+frame's survivors (`treemem.types.SurvivorRule`); "" where it was not recorded (files
+written before treemem recorded it have no `rule` key and load with "").
 """
 
 from __future__ import annotations
@@ -13,22 +16,31 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
+import numpy.typing as npt
 
-from treemem.types import BoolArray, FloatArray, IntArray, TreememError
+from treemem.types import BoolArray, FloatArray, IntArray, SurvivorRule, TreememError
 
 if TYPE_CHECKING:
     import networkx as nx
 
-FIELDS = ("object", "frame", "slot", "parent", "candidate", "score", "iou", "occlusion", "kept")
+FIELDS = (
+    "object", "frame", "slot", "parent", "candidate", "score", "iou", "occlusion", "kept", "rule"
+)
 _INT_FIELDS = ("object", "frame", "slot", "parent", "candidate")
+
+RecordedRule = SurvivorRule | Literal[""]
+"""A row's survivor rule; "" where none was recorded (older files, hand-built rows)."""
+RULES: tuple[str, ...] = ("", *get_args(SurvivorRule))
+StrArray = npt.NDArray[np.str_]
 
 
 @dataclass(frozen=True)
 class TreeColumns:
-    """The whole record as arrays of equal length (one entry per row)."""
+    """The whole record as arrays of equal length (one entry per row); `rule` holds each
+    row's frame's survivor rule (see the module docstring)."""
 
     object: IntArray
     frame: IntArray
@@ -39,6 +51,7 @@ class TreeColumns:
     iou: FloatArray
     occlusion: FloatArray
     kept: BoolArray
+    rule: StrArray
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
@@ -76,8 +89,10 @@ class TreeRecord:
         occlusion: FloatArray,
         kept: BoolArray,
         parent_row: IntArray,
+        rule: RecordedRule = "",
     ) -> int:
-        """Append one block of rows; returns the row id of its first row."""
+        """Append one block of rows (one object's at one frame, chosen by `rule`); returns
+        the row id of its first row."""
         first = self._rows
         n = int(slot.shape[0])
         self._blocks.append(
@@ -91,6 +106,7 @@ class TreeRecord:
                 iou,
                 occlusion,
                 kept,
+                np.full(n, rule),
             )
         )
         self._parent_rows.append(parent_row)
@@ -109,7 +125,8 @@ class TreeRecord:
             if self._blocks:
                 merged = [np.concatenate(parts) for parts in zip(*self._blocks, strict=True)]
             else:
-                merged = [np.zeros(0, dtype=np.int64)] * 5 + [np.zeros(0)] * 3 + [np.zeros(0, bool)]
+                merged = [np.zeros(0, dtype=np.int64)] * 5 + [np.zeros(0)] * 3
+                merged += [np.zeros(0, bool), np.zeros(0, np.str_)]
             ints = [m.astype(np.int64) for m in merged[:5]]
             floats = [m.astype(np.float64) for m in merged[5:8]]
             self._cache = TreeColumns(
@@ -122,6 +139,7 @@ class TreeRecord:
                 iou=floats[1],
                 occlusion=floats[2],
                 kept=merged[8].astype(bool),
+                rule=merged[9].astype(np.str_),
             )
             self._blocks = [tuple(getattr(self._cache, f) for f in FIELDS)]
         return self._cache
@@ -165,8 +183,10 @@ class TreeRecord:
             cols.occlusion[start:].tolist(),
         ]
         kept = cols.kept[start:].tolist()
+        rule = cols.rule[start:].tolist()
         for i in range(len(kept)):
-            values: list[Any] = [c[i] for c in ints] + [c[i] for c in floats] + [kept[i]]
+            values: list[Any] = [c[i] for c in ints] + [c[i] for c in floats]
+            values += [kept[i], rule[i]]
             yield json.dumps(dict(zip(FIELDS, values, strict=True)), allow_nan=True)
 
     def write_new_rows(self, stream: IO[str]) -> int:
@@ -185,6 +205,7 @@ class TreeRecord:
 
     @classmethod
     def load_jsonl(cls, path: Path) -> TreeRecord:
+        """Read a tree.jsonl; rows without `rule` (older files) read rule ""."""
         rows = []
         with open(path, encoding="utf-8") as stream:
             for number, line in enumerate(stream, 1):
@@ -192,22 +213,27 @@ class TreeRecord:
                     continue
                 try:
                     row = json.loads(line)
-                    rows.append(tuple(row[f] for f in FIELDS))
-                except (json.JSONDecodeError, KeyError, TypeError) as error:
+                    rule = row.get("rule", "")
+                    rows.append((*(row[f] for f in FIELDS[:-1]), rule))
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
                     raise TreememError(
                         f"{path}:{number}: not a tree record row ({error})"
                     ) from None
+                if rule not in RULES:
+                    raise TreememError(f"{path}:{number}: unknown survivor rule {rule!r}")
         return cls.from_rows(rows)
 
     @classmethod
     def from_rows(cls, rows: list[tuple[Any, ...]]) -> TreeRecord:
+        """A record from row tuples in FIELDS order; tuples may stop before `rule` (rule "")."""
         record = cls()
         if not rows:
             return record
-        columns = list(zip(*rows, strict=True))
+        columns = list(zip(*(row[:9] for row in rows), strict=True))
         arrays = [np.asarray(c, dtype=np.int64) for c in columns[:5]]
         arrays += [np.asarray(c, dtype=np.float64) for c in columns[5:8]]
         arrays.append(np.asarray(columns[8], dtype=bool))
+        arrays.append(np.asarray([row[9] if len(row) > 9 else "" for row in rows], dtype=np.str_))
         obj, frame, slot, parent = arrays[0], arrays[1], arrays[2], arrays[3]
         kept = arrays[8]
         node_at = {
