@@ -67,8 +67,9 @@ class UncertaintyDiversity:
     """SAM2Long's uncertainty rule, as one pruning rule: diversify only when unsure.
 
     A frame is certain iff some parent's |occlusion logit| > `delta_conf`; then `fallback`
-    chooses (the top scores). Otherwise every pathway doubts the object is there, and
-    `diversity` keeps distinct hypotheses instead (reported as rule "diversity").
+    chooses (the top scores). Otherwise no pathway is sure whether the object is there, and
+    `diversity` keeps distinct hypotheses instead (reported as rule "diversity"), so one
+    wrong guess cannot take every pathway with it.
     """
 
     delta_conf: float = 2.0

@@ -22,7 +22,7 @@ from treemem.strategies.selection import (
 from treemem.strategies.weighting import OcclusionRankWeights, Unweighted
 from treemem.strategy import CandidateTable, RecalledMemory
 from treemem.tree import FIELDS
-from treemem.types import ConfigError, MemoryEntry, MemoryHistory
+from treemem.types import ConfigError, MemoryEntry, MemoryHistory, TreememError
 
 PROMPT = MemoryEntry(0, 0, 1.0, 10.0, conditioning=True)
 
@@ -398,6 +398,30 @@ def test_tree_jsonl_round_trip(tmp_path: Path) -> None:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert np.array_equal(record.parent_rows(), loaded.parent_rows())
     assert loaded.best_path(1) == record.best_path(1)
+
+
+def test_tree_jsonl_records_the_rule_and_reads_files_without_it(tmp_path: Path) -> None:
+    import json
+
+    record = recorded_tree()
+    cols = record.columns()
+    assert cols.rule[cols.frame == 0].tolist() == ["prompt"]
+    assert set(cols.rule[cols.frame == 1].tolist()) == {"start"}
+    assert set(cols.rule[cols.frame > 1].tolist()) <= {"pruning", "diversity"}
+    path = tmp_path / "tree.jsonl"
+    record.save_jsonl(path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    old = tmp_path / "old.jsonl"  # as written before the rule was recorded
+    old.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "rule"}) + "\n"
+                           for row in rows))
+    loaded = TreeRecord.load_jsonl(old)
+    assert set(loaded.columns().rule.tolist()) == {""}
+    assert np.array_equal(loaded.parent_rows(), record.parent_rows())
+    assert loaded.best_path(1) == record.best_path(1)
+    rows[0]["rule"] = "guess"
+    old.write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(TreememError, match="unknown survivor rule 'guess'"):
+        TreeRecord.load_jsonl(old)
 
 
 def test_tree_exports_to_networkx() -> None:

@@ -1,9 +1,10 @@
 """The beam search over segmentation hypotheses.
 
 Per frame: the backend encodes the frame once and proposes K candidates for every pathway of
-every object in one batched call; the strategy set scores, diversifies and prunes each
-object's candidates to P survivors; the backend commits the survivors' memories; the tree
-record and the lineage (liveness, exact decisions, memory release) are updated. Frames are
+every object in one batched call; the strategy set scores each object's candidates and
+chooses at most P survivors (`treemem.survivors.choose_survivors`, a pure function of the
+scores); the backend commits the survivors' memories; the tree record (with the rule that
+chose) and the lineage (liveness, exact decisions, memory release) are updated. Frames are
 emitted as soon as they are decided, so output is online and exact.
 
 A strategy set with a pathway model (SAMURAI's Kalman filter) also gets one model state per
@@ -75,7 +76,7 @@ class Beam:
 
     def scores(self) -> FloatArray:
         """(P,) float64 cumulative scores, the parent scores of the next frame's scoring."""
-        return np.fromiter((p.score for p in self.pathways), np.float64, len(self.pathways))
+        return np.array([p.score for p in self.pathways], np.float64)
 
     def nodes(self) -> set[int]:
         """The distinct nodes the pathways stand on."""
@@ -320,13 +321,13 @@ class Engine:
             obj=obj,
             frame=frame,
             slot=np.concatenate([np.arange(kept.size), np.full(pruned.size, -1)]),
-            parent=np.fromiter((p.slot for p in beam.pathways), np.int64, n)[parents],
+            parent=np.array([p.slot for p in beam.pathways], np.int64)[parents],
             candidate=flat % k,
             score=np.concatenate([chosen.scores, table.score.ravel()[pruned]]),
             iou=table.iou.ravel()[flat].astype(np.float64),
             occlusion=table.occlusion[parents].astype(np.float64),
             kept=np.arange(flat.size) < kept.size,
-            parent_row=np.fromiter((p.node for p in beam.pathways), np.int64, n)[parents],
+            parent_row=np.array([p.node for p in beam.pathways], np.int64)[parents],
             rule=chosen.rule,
         )
 

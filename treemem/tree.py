@@ -60,12 +60,15 @@ class TreeColumns:
 class TreeRecord:
     """Append-only record of every candidate the search saw.
 
-    `append` costs a few list appends per frame and object; columns are concatenated only
-    when read. `parent_row` (the parent's node id) is kept alongside for fast trace-back.
+    `append` costs a list append per frame and object: a block keeps its object, frame and
+    rule as one value each, and the columns are built (and cached) only when read.
+    `parent_row` (the parent's node id) is kept alongside for fast trace-back.
     """
 
     def __init__(self) -> None:
-        self._blocks: list[tuple[np.ndarray, ...]] = []
+        self._pending: list[tuple[Any, ...]] = []
+        """Blocks appended since the columns were last built: (object, frame, rule, then the
+        per-row arrays slot, parent, candidate, score, iou, occlusion, kept)."""
         self._parent_rows: list[IntArray] = []
         self._rows = 0
         self._written = 0
@@ -94,24 +97,10 @@ class TreeRecord:
         """Append one block of rows (one object's at one frame, chosen by `rule`); returns
         the row id of its first row."""
         first = self._rows
-        n = int(slot.shape[0])
-        self._blocks.append(
-            (
-                np.full(n, obj, dtype=np.int64),
-                np.full(n, frame, dtype=np.int64),
-                slot,
-                parent,
-                candidate,
-                score,
-                iou,
-                occlusion,
-                kept,
-                np.full(n, rule),
-            )
-        )
+        block = (obj, frame, rule, slot, parent, candidate, score, iou, occlusion, kept)
+        self._pending.append(block)
         self._parent_rows.append(parent_row)
-        self._rows += n
-        self._cache = None
+        self._rows += int(slot.shape[0])
         self._parent_row_cache = None
         return first
 
@@ -121,27 +110,10 @@ class TreeRecord:
         self._parent_row_cache = None
 
     def columns(self) -> TreeColumns:
-        if self._cache is None:
-            if self._blocks:
-                merged = [np.concatenate(parts) for parts in zip(*self._blocks, strict=True)]
-            else:
-                merged = [np.zeros(0, dtype=np.int64)] * 5 + [np.zeros(0)] * 3
-                merged += [np.zeros(0, bool), np.zeros(0, np.str_)]
-            ints = [m.astype(np.int64) for m in merged[:5]]
-            floats = [m.astype(np.float64) for m in merged[5:8]]
-            self._cache = TreeColumns(
-                object=ints[0],
-                frame=ints[1],
-                slot=ints[2],
-                parent=ints[3],
-                candidate=ints[4],
-                score=floats[0],
-                iou=floats[1],
-                occlusion=floats[2],
-                kept=merged[8].astype(bool),
-                rule=merged[9].astype(np.str_),
-            )
-            self._blocks = [tuple(getattr(self._cache, f) for f in FIELDS)]
+        if self._pending or self._cache is None:
+            fresh = _merge(self._pending)
+            self._cache = fresh if self._cache is None else _concatenate(self._cache, fresh)
+            self._pending = []
         return self._cache
 
     def parent_rows(self) -> IntArray:
@@ -229,16 +201,25 @@ class TreeRecord:
         record = cls()
         if not rows:
             return record
-        columns = list(zip(*(row[:9] for row in rows), strict=True))
-        arrays = [np.asarray(c, dtype=np.int64) for c in columns[:5]]
-        arrays += [np.asarray(c, dtype=np.float64) for c in columns[5:8]]
-        arrays.append(np.asarray(columns[8], dtype=bool))
-        arrays.append(np.asarray([row[9] if len(row) > 9 else "" for row in rows], dtype=np.str_))
-        obj, frame, slot, parent = arrays[0], arrays[1], arrays[2], arrays[3]
-        kept = arrays[8]
+        values = list(zip(*(row[:9] for row in rows), strict=True))
+        ints = [np.asarray(v, dtype=np.int64) for v in values[:5]]
+        floats = [np.asarray(v, dtype=np.float64) for v in values[5:8]]
+        columns = TreeColumns(
+            object=ints[0],
+            frame=ints[1],
+            slot=ints[2],
+            parent=ints[3],
+            candidate=ints[4],
+            score=floats[0],
+            iou=floats[1],
+            occlusion=floats[2],
+            kept=np.asarray(values[8], dtype=bool),
+            rule=np.asarray([row[9] if len(row) > 9 else "" for row in rows], dtype=np.str_),
+        )
+        obj, frame, slot, parent = ints[:4]
         node_at = {
             (int(o), int(f), int(s)): i
-            for i, (o, f, s, k) in enumerate(zip(obj, frame, slot, kept, strict=True))
+            for i, (o, f, s, k) in enumerate(zip(obj, frame, slot, columns.kept, strict=True))
             if k
         }
         parent_row = np.array(
@@ -248,7 +229,7 @@ class TreeRecord:
             ],
             dtype=np.int64,
         )
-        record._blocks = [tuple(arrays)]
+        record._cache = columns
         record._parent_rows = [parent_row]
         record._rows = len(rows)
         record._written = len(rows)
@@ -266,3 +247,30 @@ class TreeRecord:
         parents = self.parent_rows().tolist()
         graph.add_edges_from((p, i) for i, p in enumerate(parents) if p >= 0)
         return graph
+
+
+def _merge(blocks: list[tuple[Any, ...]]) -> TreeColumns:
+    """Columns of appended blocks: each block's object, frame and rule repeated on its rows."""
+    sizes = [int(block[3].shape[0]) for block in blocks]
+    keys = [np.repeat(np.array([b[i] for b in blocks]), sizes) for i in range(3)]
+    if blocks:
+        rows = [np.concatenate(parts) for parts in zip(*(b[3:] for b in blocks), strict=True)]
+    else:
+        rows = [np.zeros(0, np.int64)] * 3 + [np.zeros(0)] * 3 + [np.zeros(0, bool)]
+    return TreeColumns(
+        object=keys[0].astype(np.int64),
+        frame=keys[1].astype(np.int64),
+        slot=rows[0].astype(np.int64),
+        parent=rows[1].astype(np.int64),
+        candidate=rows[2].astype(np.int64),
+        score=rows[3].astype(np.float64),
+        iou=rows[4].astype(np.float64),
+        occlusion=rows[5].astype(np.float64),
+        kept=rows[6].astype(bool),
+        rule=keys[2].astype(np.str_),
+    )
+
+
+def _concatenate(first: TreeColumns, second: TreeColumns) -> TreeColumns:
+    merged = {f: np.concatenate([getattr(first, f), getattr(second, f)]) for f in FIELDS}
+    return TreeColumns(**merged)
