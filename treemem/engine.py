@@ -275,7 +275,7 @@ class Engine:
                     None if step is None else step.child(candidate),
                 )
             )
-        pathways = tuple(grown[slot] for slot in chosen.slots)
+        pathways = tuple([grown[slot] for slot in chosen.slots])
         return _Step(obj, Beam(frame, pathways, started=True), commits)
 
     def _reject_non_finite(

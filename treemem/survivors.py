@@ -65,5 +65,5 @@ def _into_slots(flat: IntArray, scores: FloatArray, rule: SurvivorRule) -> Selec
             first.append(position)
         slots.append(slot)
     if len(first) == len(slots):
-        return Selection(flat.astype(np.int64, copy=False), scores, tuple(slots), rule)
-    return Selection(flat[first].astype(np.int64), scores[first], tuple(slots), rule)
+        return Selection(flat, scores, tuple(slots), rule)
+    return Selection(flat[first], scores[first], tuple(slots), rule)
