@@ -19,13 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "viz"))
 
 from story import story_tree
 
-from treemem.viz.tree import (
-    draw_tree,
-    export_graphml,
-    save_figure,
-    select_tree,
-    tree_graph,
-)
+from treemem.viz.tree_export import export_graphml, tree_graph
+from treemem.viz.tree_figure import draw_tree, save_figure
+from treemem.viz.tree_view import select_tree
 
 
 def main() -> None:

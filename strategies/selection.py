@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treemem.strategy import CandidateTable, Evidence
+from treemem.strategy import CandidateTable, Evidence, Pruning, Survivors
 from treemem.types import FloatArray, IntArray
 
 
@@ -14,29 +14,25 @@ from treemem.types import FloatArray, IntArray
 class TopScores:
     """Keep the best `capacity` candidates of the stable ranking."""
 
-    def __call__(self, table: CandidateTable, capacity: int) -> IntArray:
-        return table.ranking[:capacity]
+    def __call__(self, table: CandidateTable, capacity: int) -> Survivors:
+        return Survivors(table.ranking[:capacity], "pruning")
 
 
 @dataclass(frozen=True)
 class DistinctRoundedIou:
-    """SAM2Long's uncertainty rule.
+    """SAM2Long's diversity walk: distinct hypotheses rather than the best scores.
 
-    A frame is certain iff some parent's |occlusion logit| > `delta_conf`; then it returns
-    None and ordinary pruning applies. Otherwise it walks the ranking and keeps a candidate
-    only if its signed IoU (negative when the parent judged the object absent), rounded to
-    `decimals`, is new; if that leaves fewer than `capacity`, each parent not yet represented
-    (in row order) contributes its best candidate. A last top-up from the ranking (never met
-    when there are `capacity` parents, as after a clone start) keeps the survivor count at
-    min(capacity, candidates).
+    It walks the ranking and keeps a candidate only if its signed IoU (negative when the
+    parent judged the object absent), rounded to `decimals`, is new; if that leaves fewer than
+    `capacity`, each parent not yet represented (in row order) contributes its best candidate.
+    A last top-up from the ranking (never met when there are `capacity` parents, as after a
+    clone start) keeps the survivor count at min(capacity, candidates). SAM2Long applies it
+    only on uncertain frames (`UncertaintyDiversity`).
     """
 
-    delta_conf: float = 2.0
     decimals: int = 2
 
-    def __call__(self, table: CandidateTable, capacity: int) -> IntArray | None:
-        if table.occlusion.size == 0 or float(np.max(np.abs(table.occlusion))) > self.delta_conf:
-            return None
+    def __call__(self, table: CandidateTable, capacity: int) -> Survivors:
         k = table.num_candidates
         rows = table.ranking // k
         signed = np.where(table.occlusion[rows] > 0, 1.0, -1.0) * table.iou.ravel()[table.ranking]
@@ -63,7 +59,33 @@ class DistinctRoundedIou:
             chosen = set(kept)
             kept.extend(f for f in table.ranking.tolist() if f not in chosen)
             kept = kept[:capacity]
-        return np.asarray(kept, dtype=np.int64)
+        return Survivors(np.asarray(kept, dtype=np.int64), "diversity")
+
+
+@dataclass(frozen=True)
+class UncertaintyDiversity:
+    """SAM2Long's uncertainty rule, as one pruning rule: diversify only when unsure.
+
+    A frame is certain iff some parent's |occlusion logit| > `delta_conf`; then `fallback`
+    chooses (the top scores). Otherwise no pathway is sure whether the object is there, and
+    `diversity` keeps distinct hypotheses instead (reported as rule "diversity"), so one
+    wrong guess cannot take every pathway with it.
+    """
+
+    delta_conf: float = 2.0
+    diversity: Pruning = DistinctRoundedIou()
+    fallback: Pruning = TopScores()
+
+    def is_uncertain(self, table: CandidateTable) -> bool:
+        """No parent row's |occlusion logit| exceeds `delta_conf` (a table without rows is
+        certain: there is nothing to diversify; a NaN logit proves nothing certain)."""
+        occlusion = table.occlusion
+        return occlusion.size > 0 and not float(np.max(np.abs(occlusion))) > self.delta_conf
+
+    def __call__(self, table: CandidateTable, capacity: int) -> Survivors:
+        if self.is_uncertain(table):
+            return self.diversity(table, capacity)
+        return self.fallback(table, capacity)
 
 
 @dataclass(frozen=True)

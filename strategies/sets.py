@@ -13,7 +13,7 @@ from treemem.registry import register_strategy
 from treemem.strategies.memory import ObjectAwareFrames, RecentFrames
 from treemem.strategies.samurai import MotionAwareFrames, MotionModel
 from treemem.strategies.scoring import CumulativeLogIou, CurrentIou
-from treemem.strategies.selection import CloneStart, DistinctRoundedIou, TopScores
+from treemem.strategies.selection import CloneStart, TopScores, UncertaintyDiversity
 from treemem.strategies.weighting import OcclusionRankWeights, Unweighted
 from treemem.strategy import StrategySet
 from treemem.types import ConfigError
@@ -51,8 +51,7 @@ class Sam2Long:
             pathways=self.pathways,
             start=CloneStart(),
             scoring=CumulativeLogIou(self.eps),
-            pruning=TopScores(),
-            diversity=DistinctRoundedIou(self.delta_conf),
+            pruning=UncertaintyDiversity(self.delta_conf),
             memory=ObjectAwareFrames(self.delta_iou),
             weighting=OcclusionRankWeights(self.w_low, self.w_high),
         )
@@ -78,7 +77,6 @@ class Greedy:
             start=CloneStart(),
             scoring=CurrentIou(),
             pruning=TopScores(),
-            diversity=None,
             memory=RecentFrames(self.spatial_frames, self.pointer_frames),
             weighting=Unweighted(),
         )
@@ -145,7 +143,6 @@ class Samurai:
             start=CloneStart(),
             scoring=CurrentIou(),
             pruning=TopScores(),
-            diversity=None,
             memory=memory,
             weighting=Unweighted(),
             pathway_model=model,
@@ -187,8 +184,7 @@ class SamuraiTree:
             pathways=self.pathways,
             start=CloneStart(),
             scoring=CumulativeLogIou(self.eps),
-            pruning=TopScores(),
-            diversity=DistinctRoundedIou(self.delta_conf),
+            pruning=UncertaintyDiversity(self.delta_conf),
             memory=memory,
             weighting=Unweighted(),
             pathway_model=model,

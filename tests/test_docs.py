@@ -22,6 +22,7 @@ import pytest
 
 import treemem
 from treemem.registry import REGISTRY, StrategyRegistry
+from treemem.strategies.selection import UncertaintyDiversity
 from treemem.tree import FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def test_tutorial_runs_and_prints_what_it_shows(clean_registry: None) -> None:
     assert "forgetful" in REGISTRY.names()
     strategy = treemem.load_strategy("forgetful", {"decay": "0.5"})
     assert strategy.name == "forgetful" and strategy.scoring == module.DiscountedLogIou(0.5)
-    assert strategy.pathways == 3 and strategy.diversity is not None
+    assert strategy.pathways == 3 and isinstance(strategy.pruning, UncertaintyDiversity)
 
 
 def test_tutorial_strategy_is_under_30_lines() -> None:
@@ -159,7 +160,7 @@ def test_strategy_pages_list_every_parameter_and_default(page: str, names: list[
 
 def test_tree_record_page_matches_tree_py() -> None:
     page = (DOCS / "tree-record.md").read_text(encoding="utf-8")
-    documented = re.findall(r"^\| `(\w+)` \| (?:int|float|bool) \|", page, flags=re.M)
+    documented = re.findall(r"^\| `(\w+)` \| (?:int|float|bool|str) \|", page, flags=re.M)
     assert tuple(documented) == FIELDS
     example = next(code for lang, code in fenced_blocks(DOCS / "tree-record.md") if lang == "json")
     rows = [json.loads(line) for line in example.splitlines()]

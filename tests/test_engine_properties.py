@@ -231,6 +231,31 @@ def test_selection_follows_the_spec_every_frame(script: Script) -> None:
         previous = kept
 
 
+@given(scripts(), st.sampled_from(["sam2long", "greedy"]))
+def test_the_record_names_the_rule_that_chose_each_frame(script: Script, name: str) -> None:
+    """Prompt, start, then diversity exactly on sam2long's uncertain frames (every row of a
+    frame names the same rule); greedy only prunes."""
+    result = run(script, name)
+    cols = result.record.columns()
+    pathways = 1
+    for frame in range(script.iou.shape[0]):
+        rules = set(cols.rule[cols.frame == frame].tolist())
+        if frame == 0:
+            assert rules == {"prompt"}
+        elif frame == 1:
+            assert rules == {"start"}
+        else:
+            logit = script.occlusion[frame, :pathways]
+            uncertain = float(np.max(np.abs(np.where(np.isfinite(logit), logit, 0.0)))) <= (
+                script.delta_conf
+            )
+            diversity = name == "sam2long" and uncertain
+            assert rules == {"diversity" if diversity else "pruning"}
+        pathways = int((cols.kept & (cols.frame == frame)).sum())
+        if frame == 1:
+            pathways = script.pathways if name == "sam2long" else 1
+
+
 @given(scripts())
 def test_final_path_is_a_root_to_leaf_path_and_online_output_is_exact(script: Script) -> None:
     result = run(script)

@@ -22,6 +22,7 @@ from treemem.strategies.samurai import (
     xyah_to_box,
 )
 from treemem.strategies.scoring import CumulativeLogIou
+from treemem.strategies.selection import UncertaintyDiversity
 from treemem.strategy import StrategySet
 from treemem.types import (
     Commit,
@@ -284,7 +285,7 @@ def test_sets_are_registered_with_their_defaults() -> None:
     assert samurai.pathway_model.kf_score_weight == 0.25
     assert load_strategy("samurai", {"kf_score_weight": "0.15"}).pathway_model == MotionModel(0.15)
     tree = load_strategy("samurai-tree")
-    assert tree.pathways == 3 and tree.diversity is not None
+    assert tree.pathways == 3 and isinstance(tree.pruning, UncertaintyDiversity)
     for name in ("greedy", "sam2long"):
         plain = load_strategy(name)
         assert plain.pathway_model is None and plain.presence_threshold == 0.0

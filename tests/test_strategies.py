@@ -13,11 +13,16 @@ from treemem import Engine, Prompt, TreeRecord, load_strategy
 from treemem.registry import REGISTRY, parse_overrides
 from treemem.strategies.memory import ObjectAwareFrames, RecentFrames
 from treemem.strategies.scoring import CumulativeLogIou, CurrentIou
-from treemem.strategies.selection import CloneStart, DistinctRoundedIou, TopScores
+from treemem.strategies.selection import (
+    CloneStart,
+    DistinctRoundedIou,
+    TopScores,
+    UncertaintyDiversity,
+)
 from treemem.strategies.weighting import OcclusionRankWeights, Unweighted
 from treemem.strategy import CandidateTable, RecalledMemory
 from treemem.tree import FIELDS
-from treemem.types import ConfigError, MemoryEntry, MemoryHistory
+from treemem.types import ConfigError, MemoryEntry, MemoryHistory, TreememError
 
 PROMPT = MemoryEntry(0, 0, 1.0, 10.0, conditioning=True)
 
@@ -64,31 +69,36 @@ def test_candidate_table_ranks_stably_and_drops_non_finite() -> None:
 
 def test_top_scores_keeps_the_first_capacity_of_the_ranking() -> None:
     t = table([0.0, -0.1], [[0.2, 0.9, 0.5], [0.95, 0.1, 0.8]], [5.0, 5.0])
-    assert pairs(TopScores()(t, 3)) == [(0, 1), (1, 0), (1, 2)]
-    assert TopScores()(t, 10).size == 6
+    assert pairs(TopScores()(t, 3).kept) == [(0, 1), (1, 0), (1, 2)]
+    assert TopScores()(t, 10).kept.size == 6
+    assert TopScores()(t, 3).rule == "pruning"
 
 
-def test_distinct_rounded_iou_is_off_on_certain_frames_strictly() -> None:
-    rule = DistinctRoundedIou(delta_conf=2.0)
-    assert rule(table([0.0], [[0.5, 0.5, 0.5]], [2.01]), 3) is None
-    assert rule(table([0.0, 0.0], [[0.5, 0.5, 0.5]] * 2, [0.1, -2.5]), 3) is None
-    assert rule(table([0.0], [[0.5, 0.5, 0.5]], [2.0]), 3) is not None  # |o| == delta: uncertain
-    assert rule(table([0.0], [[0.5, 0.5, 0.5]], [-2.0]), 3) is not None
+def test_uncertainty_diversity_is_off_on_certain_frames_strictly() -> None:
+    rule = UncertaintyDiversity(delta_conf=2.0)
+    for certain in (table([0.0], [[0.5, 0.5, 0.5]], [2.01]),
+                    table([0.0, 0.0], [[0.5, 0.5, 0.5]] * 2, [0.1, -2.5])):
+        assert not rule.is_uncertain(certain)
+        assert rule(certain, 3).rule == "pruning"
+        assert rule(certain, 3).kept.tolist() == TopScores()(certain, 3).kept.tolist()
+    for uncertain in (table([0.0], [[0.5, 0.5, 0.5]], [2.0]),  # |o| == delta: uncertain
+                      table([0.0], [[0.5, 0.5, 0.5]], [-2.0])):
+        assert rule.is_uncertain(uncertain)
+        assert rule(uncertain, 3).rule == "diversity"
+        assert rule(uncertain, 3).kept.tolist() == DistinctRoundedIou()(uncertain, 3).kept.tolist()
 
 
 def test_distinct_rounded_iou_walks_the_ranking_for_new_rounded_values() -> None:
     # Three clone parents (identical rows): only distinct rounded IoUs survive.
     t = table([0.0] * 3, [[0.901, 0.899, 0.5]] * 3, [1.0] * 3)
-    kept = DistinctRoundedIou()(t, 3)
-    assert kept is not None
+    kept = DistinctRoundedIou()(t, 3).kept
     # 0.901 and 0.899 both round to 0.9: the first is kept, then 0.5, then the fill rule.
     assert pairs(kept)[:2] == [(0, 0), (0, 2)]
 
 
 def test_signed_iou_keeps_equal_values_from_present_and_absent_parents() -> None:
     t = table([0.0, 0.0], [[0.8, 0.1, 0.1], [0.8, 0.1, 0.1]], [1.0, -1.0])
-    kept = DistinctRoundedIou()(t, 3)
-    assert kept is not None
+    kept = DistinctRoundedIou()(t, 3).kept
     # +0.8 (row 0) and -0.8 (row 1) are different keys; then +0.1.
     assert pairs(kept) == [(0, 0), (1, 0), (0, 1)]
 
@@ -100,15 +110,13 @@ def test_fill_rule_adds_each_missing_parents_best_in_row_order() -> None:
         [[0.9, 0.9, 0.9], [0.9, 0.3, 0.9], [0.2, 0.9, 0.9]],
         [1.0, 1.0, 1.0],
     )
-    kept = DistinctRoundedIou()(t, 3)
-    assert kept is not None
+    kept = DistinctRoundedIou()(t, 3).kept
     # Walk: (0,0) key 0.9; every other 0.9 repeats; (1,1) key 0.3 is new; then 0.2 is new
     # (row 2), so no top-up is needed.
     assert pairs(kept) == [(0, 0), (1, 1), (2, 0)]
 
     t = table([0.0, -1.0, -2.0], [[0.9, 0.3, 0.9], [0.9, 0.9, 0.3], [0.3, 0.9, 0.9]], [1.0] * 3)
-    kept = DistinctRoundedIou()(t, 3)
-    assert kept is not None
+    kept = DistinctRoundedIou()(t, 3).kept
     # Walk keeps (0,0) 0.9 and (0,1) 0.3 only; rows 1 and 2 are missing: row 1's best is
     # (1,0) (first of its tied 0.9s), then capacity is reached before row 2.
     assert pairs(kept) == [(0, 0), (0, 1), (1, 0)]
@@ -116,8 +124,7 @@ def test_fill_rule_adds_each_missing_parents_best_in_row_order() -> None:
 
 def test_fill_rule_uses_the_set_of_parents_from_before_the_top_up() -> None:
     t = table([0.0, 0.0, 0.0, 0.0], [[0.9, 0.9, 0.9]] * 4, [1.0] * 4)
-    kept = DistinctRoundedIou()(t, 4)
-    assert kept is not None
+    kept = DistinctRoundedIou()(t, 4).kept
     assert pairs(kept) == [(0, 0), (1, 0), (2, 0), (3, 0)]
 
 
@@ -125,11 +132,11 @@ def test_last_top_up_from_the_ranking_when_parents_run_out() -> None:
     # One parent with one distinct value: the walk keeps 1, the parent is represented, the
     # ranking tops up to min(capacity, candidates).
     t = table([0.0], [[0.7, 0.7, 0.7]], [0.5])
-    kept = DistinctRoundedIou()(t, 3)
-    assert kept is not None and pairs(kept) == [(0, 0), (0, 1), (0, 2)]
+    kept = DistinctRoundedIou()(t, 3).kept
+    assert pairs(kept) == [(0, 0), (0, 1), (0, 2)]
     t = table([0.0], [[0.7, np.nan, 0.7]], [0.5])
-    kept = DistinctRoundedIou()(t, 3)
-    assert kept is not None and pairs(kept) == [(0, 0), (0, 2)]
+    kept = DistinctRoundedIou()(t, 3).kept
+    assert pairs(kept) == [(0, 0), (0, 2)]
 
 
 def test_clone_start_copies_the_first_best_candidate_with_zero_scores() -> None:
@@ -292,11 +299,11 @@ def test_builtin_sets_are_registered_with_their_defaults() -> None:
     assert {"sam2long", "greedy"} <= set(REGISTRY.names())
     sam2long = load_strategy("sam2long")
     assert sam2long.pathways == 3 and sam2long.name == "sam2long"
-    assert isinstance(sam2long.diversity, DistinctRoundedIou)
-    assert sam2long.diversity.delta_conf == 2.0
+    assert isinstance(sam2long.pruning, UncertaintyDiversity)
+    assert sam2long.pruning.delta_conf == 2.0
     assert isinstance(sam2long.memory, ObjectAwareFrames) and sam2long.memory.delta_iou == 0.1
     greedy = load_strategy("greedy")
-    assert greedy.pathways == 1 and greedy.diversity is None
+    assert greedy.pathways == 1 and isinstance(greedy.pruning, TopScores)
     assert isinstance(greedy.memory, RecentFrames) and greedy.memory.spatial_frames == 6
 
 
@@ -391,6 +398,30 @@ def test_tree_jsonl_round_trip(tmp_path: Path) -> None:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert np.array_equal(record.parent_rows(), loaded.parent_rows())
     assert loaded.best_path(1) == record.best_path(1)
+
+
+def test_tree_jsonl_records_the_rule_and_reads_files_without_it(tmp_path: Path) -> None:
+    import json
+
+    record = recorded_tree()
+    cols = record.columns()
+    assert cols.rule[cols.frame == 0].tolist() == ["prompt"]
+    assert set(cols.rule[cols.frame == 1].tolist()) == {"start"}
+    assert set(cols.rule[cols.frame > 1].tolist()) <= {"pruning", "diversity"}
+    path = tmp_path / "tree.jsonl"
+    record.save_jsonl(path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    old = tmp_path / "old.jsonl"  # as written before the rule was recorded
+    old.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "rule"}) + "\n"
+                           for row in rows))
+    loaded = TreeRecord.load_jsonl(old)
+    assert set(loaded.columns().rule.tolist()) == {""}
+    assert np.array_equal(loaded.parent_rows(), record.parent_rows())
+    assert loaded.best_path(1) == record.best_path(1)
+    rows[0]["rule"] = "guess"
+    old.write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(TreememError, match="unknown survivor rule 'guess'"):
+        TreeRecord.load_jsonl(old)
 
 
 def test_tree_exports_to_networkx() -> None:

@@ -1,9 +1,10 @@
 """The beam search over segmentation hypotheses.
 
 Per frame: the backend encodes the frame once and proposes K candidates for every pathway of
-every object in one batched call; the strategy set scores, diversifies and prunes each
-object's candidates to P survivors; the backend commits the survivors' memories; the tree
-record and the lineage (liveness, exact decisions, memory release) are updated. Frames are
+every object in one batched call; the strategy set scores each object's candidates and
+chooses at most P survivors (`treemem.survivors.choose_survivors`, a pure function of the
+scores); the backend commits the survivors' memories; the tree record (with the rule that
+chose) and the lineage (liveness, exact decisions, memory release) are updated. Frames are
 emitted as soon as they are decided, so output is online and exact.
 
 A strategy set with a pathway model (SAMURAI's Kalman filter) also gets one model state per
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from treemem.backend import Backend
 from treemem.lineage import Lineage
-from treemem.strategy import CandidateTable, PathwayStep, StrategySet
+from treemem.strategy import CandidateTable, Evidence, PathwayStep, StrategySet
+from treemem.survivors import Selection, choose_survivors
 from treemem.tree import TreeRecord
 from treemem.types import (
     Commit,
@@ -30,7 +32,6 @@ from treemem.types import (
     FloatArray,
     FrameDecision,
     InputError,
-    IntArray,
     MemoryEntry,
     MemoryHistory,
     PathwayQuery,
@@ -44,19 +45,43 @@ from treemem.types import (
 log = logging.getLogger("treemem.engine")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Pathway:
+    """One surviving pathway of an object: the node it stands on and what it carries.
+
+    score: its cumulative score; history: the memory it may still read; slot: the slot its
+    node was recorded in (pathways may share a node, as after a clone start); state: its
+    pathway-model state (None when the strategy set has no model).
+    """
+
+    node: int
+    score: float
+    history: MemoryHistory
+    slot: int
+    state: object = None
+
+
+@dataclass(frozen=True)
 class Beam:
-    """One object's surviving pathways; slot order is rank (slot 0 is the best)."""
+    """One object's surviving pathways at `frame`, in rank order (pathway 0 is the best).
+
+    `started` is False until the start rule has run after the object's latest prompt."""
 
     frame: int
-    nodes: list[int]
-    scores: FloatArray
-    histories: list[MemoryHistory]
-    slots: list[int]
-    """The slot each pathway's node was recorded in (pathways may share a node)."""
+    pathways: tuple[Pathway, ...]
     started: bool = False
-    states: list[object] = field(default_factory=list)
-    """Each pathway's pathway-model state (empty when the strategy set has no model)."""
+
+    @property
+    def best(self) -> Pathway:
+        return self.pathways[0]
+
+    def scores(self) -> FloatArray:
+        """(P,) float64 cumulative scores, the parent scores of the next frame's scoring."""
+        return np.array([p.score for p in self.pathways], np.float64)
+
+    def nodes(self) -> set[int]:
+        """The distinct nodes the pathways stand on."""
+        return {p.node for p in self.pathways}
 
 
 @dataclass(frozen=True)
@@ -131,13 +156,13 @@ class Engine:
     def _search(self, frame: int, features: object) -> tuple[list[_Step], Proposals | None]:
         """Expand every started pathway of every object in one batched proposal; returns the
         steps and the proposals their commits are made from (None when nothing is tracked)."""
-        tracked = [
-            obj for obj, beam in self.beams.items() if beam.nodes and self._tracks(obj, frame)
-        ]
+        tracked = [obj for obj in self.beams if self._tracks(obj, frame)]
         queries = [
-            PathwayQuery(obj, self.strategy.weighting(self.strategy.memory.recall(h, frame)))
+            PathwayQuery(
+                obj, self.strategy.weighting(self.strategy.memory.recall(p.history, frame))
+            )
             for obj in tracked
-            for h in self.beams[obj].histories
+            for p in self.beams[obj].pathways
         ]
         if not queries:
             return [], None
@@ -145,7 +170,7 @@ class Engine:
         steps, row = [], 0
         for obj in tracked:
             beam = self.beams[obj]
-            n = len(beam.nodes)
+            n = len(beam.pathways)
             iou = proposals.iou[row : row + n]
             occlusion = proposals.occlusion[row : row + n]
             boxes = None if proposals.boxes is None else proposals.boxes[row : row + n]
@@ -185,67 +210,81 @@ class Engine:
         row0: int,
         boxes: Float32Array | None = None,
     ) -> _Step:
-        strategy = self.strategy
-        capacity = strategy.pathways
+        """One object's frame step: evidence, scores, survivors, then what they become.
+
+        iou: (N, K) and occlusion: (N,) are the object's proposal rows, starting at row `row0`
+        of the batched proposal; boxes: (N, K, 4) when the set has a pathway model."""
         iou, occlusion = self._reject_non_finite(obj, frame, iou, occlusion)
-        k = iou.shape[1]
-        model_steps: list[PathwayStep] = []
-        evidence: Float32Array | FloatArray = iou
-        if strategy.pathway_model is not None:
-            assert boxes is not None
-            model_steps = [
-                strategy.pathway_model.step(state, iou[p], boxes[p], float(occlusion[p]))
-                for p, state in enumerate(beam.states)
-            ]
+        model_steps = self._step_models(beam, iou, occlusion, boxes)
+        evidence: Evidence = iou
+        if model_steps:
             evidence = np.stack([step.likelihood for step in model_steps]).astype(np.float64)
-        score = strategy.scoring(beam.scores, evidence)
+        score = self.strategy.scoring(beam.scores(), evidence)
         if beam.started:
             self._count_unscorable(obj, frame, evidence, score)
-            table = CandidateTable.build(score, iou, occlusion)
-            kept = strategy.diversity(table, capacity) if strategy.diversity is not None else None
-            if kept is None:
-                kept = strategy.pruning(table, capacity)
-            kept_scores = score.ravel()[kept]
-        else:
-            kept, kept_scores = strategy.start(evidence[0], capacity)
-        if kept.size == 0:
+        table = CandidateTable.build(score, iou, occlusion)
+        chosen = choose_survivors(table, evidence, self.strategy, started=beam.started)
+        if chosen.kept.size == 0:
             raise TreememError(f"object {obj}, frame {frame}: the backend gave no usable candidate")
-        # A candidate kept for several pathways (the clone start) is one node they share.
-        kept_list = kept.tolist()
-        slot_of: dict[int, int] = {}
-        for flat in kept_list:
-            slot_of.setdefault(flat, len(slot_of))
-        pathway_slot = [slot_of[flat] for flat in kept_list]
-        distinct = np.fromiter(slot_of, dtype=np.int64, count=len(slot_of))
-        first_scores = np.asarray(kept_scores, np.float64)[[kept_list.index(f) for f in slot_of]]
-        first_row = self._record(obj, frame, beam, score, iou, occlusion, distinct, first_scores)
-        commits, parents, histories, states = [], [], [], []
-        for slot, flat in enumerate(slot_of):
+        first_row = self._record(obj, frame, beam, table, chosen)
+        return self._grow(obj, frame, beam, table, chosen, first_row, row0, model_steps)
+
+    def _step_models(
+        self,
+        beam: Beam,
+        iou: Float32Array,
+        occlusion: Float32Array,
+        boxes: Float32Array | None,
+    ) -> list[PathwayStep]:
+        """Each parent row's pathway-model step ([] when the set has no model)."""
+        model = self.strategy.pathway_model
+        if model is None:
+            return []
+        assert boxes is not None
+        return [
+            model.step(pathway.state, iou[p], boxes[p], float(occlusion[p]))
+            for p, pathway in enumerate(beam.pathways)
+        ]
+
+    def _grow(
+        self,
+        obj: int,
+        frame: int,
+        beam: Beam,
+        table: CandidateTable,
+        chosen: Selection,
+        first_row: int,
+        row0: int,
+        model_steps: list[PathwayStep],
+    ) -> _Step:
+        """The survivors as new pathways (one per slot, shared by the pathways on it) and the
+        commits that store their memories; node ids are the rows `_record` gave them."""
+        k = table.num_candidates
+        commits, parents, grown = [], [], []
+        for slot, flat in enumerate(chosen.kept.tolist()):
             parent, candidate = divmod(flat, k)
+            pathway = beam.pathways[parent]
             commits.append(Commit(first_row + slot, row0 + parent, candidate))
-            parents.append(beam.nodes[parent])
-            motion = None
-            if model_steps:
-                motion = model_steps[parent].motion(candidate)
-                states.append(model_steps[parent].child(candidate))
+            parents.append(pathway.node)
+            step = model_steps[parent] if model_steps else None
             entry = MemoryEntry(
                 first_row + slot,
                 frame,
-                float(iou[parent, candidate]),
-                float(occlusion[parent]),
-                motion=motion,
+                float(table.iou[parent, candidate]),
+                float(table.occlusion[parent]),
+                motion=None if step is None else step.motion(candidate),
             )
-            histories.append(strategy.memory.extend(beam.histories[parent], entry))
-        new_beam = Beam(
-            frame,
-            [first_row + s for s in pathway_slot],
-            np.asarray(kept_scores, np.float64),
-            [histories[s] for s in pathway_slot],
-            slots=pathway_slot,
-            started=True,
-            states=[states[s] for s in pathway_slot] if states else [],
-        )
-        return _Step(obj, new_beam, commits, parents)
+            grown.append(
+                Pathway(
+                    first_row + slot,
+                    float(chosen.scores[slot]),
+                    self.strategy.memory.extend(pathway.history, entry),
+                    slot,
+                    None if step is None else step.child(candidate),
+                )
+            )
+        pathways = tuple([grown[slot] for slot in chosen.slots])
+        return _Step(obj, Beam(frame, pathways, started=True), commits, parents)
 
     def _reject_non_finite(
         self, obj: int, frame: int, iou: Float32Array, occlusion: Float32Array
@@ -274,20 +313,13 @@ class Engine:
             )
 
     def _record(
-        self,
-        obj: int,
-        frame: int,
-        beam: Beam,
-        score: FloatArray,
-        iou: Float32Array,
-        occlusion: Float32Array,
-        kept: IntArray,
-        kept_scores: FloatArray,
+        self, obj: int, frame: int, beam: Beam, table: CandidateTable, chosen: Selection
     ) -> int:
         """Append kept rows (slot order) then pruned candidates; returns the first node id.
 
         `parent` is the slot the parent node was recorded in at the previous frame."""
-        n, k = iou.shape
+        n, k = table.iou.shape
+        kept = chosen.kept
         is_kept = np.zeros(n * k, dtype=bool)
         is_kept[kept] = True
         pruned = np.flatnonzero(~is_kept)
@@ -297,13 +329,14 @@ class Engine:
             obj=obj,
             frame=frame,
             slot=np.concatenate([np.arange(kept.size), np.full(pruned.size, -1)]),
-            parent=np.asarray(beam.slots, dtype=np.int64)[parents],
+            parent=np.array([p.slot for p in beam.pathways], np.int64)[parents],
             candidate=flat % k,
-            score=np.concatenate([kept_scores, score.ravel()[pruned]]),
-            iou=iou.ravel()[flat].astype(np.float64),
-            occlusion=occlusion[parents].astype(np.float64),
+            score=np.concatenate([chosen.scores, table.score.ravel()[pruned]]),
+            iou=table.iou.ravel()[flat].astype(np.float64),
+            occlusion=table.occlusion[parents].astype(np.float64),
             kept=np.arange(flat.size) < kept.size,
-            parent_row=np.asarray(beam.nodes, dtype=np.int64)[parents],
+            parent_row=np.array([p.node for p in beam.pathways], np.int64)[parents],
+            rule=chosen.rule,
         )
 
     def _advance(self, step: _Step) -> None:
@@ -312,11 +345,11 @@ class Engine:
         for commit, parent in zip(step.commits, step.parents, strict=True):
             content = self.lineage.content_of(parent, commit.candidate)
             self.lineage.add(commit.node, step.obj, step.beam.frame, parent, content)
-        for history in step.beam.histories:
-            self.lineage.hold(e.node for e in history.recent)
-        self.lineage.retire(set(old.nodes))
-        for history in old.histories:
-            self.lineage.unhold(e.node for e in history.recent)
+        for pathway in step.beam.pathways:
+            self.lineage.hold(e.node for e in pathway.history.recent)
+        self.lineage.retire(old.nodes())
+        for pathway in old.pathways:
+            self.lineage.unhold(e.node for e in pathway.history.recent)
         self.beams[step.obj] = step.beam
 
     # --- prompts --------------------------------------------------------------------------------
@@ -353,6 +386,7 @@ class Engine:
                 occlusion=np.array([result.occlusion]),
                 kept=np.ones(1, bool),
                 parent_row=np.array([-1]),
+                rule="prompt",
             )
             out.append((prompt, node))
             self._prompt_results[node] = result
@@ -368,20 +402,20 @@ class Engine:
         history = MemoryHistory(self._conditioning[obj])
         parent = -1
         if old is not None:
-            parent = old.nodes[0]
+            parent = old.best.node
             self.record.link(node, parent)
             history = self.strategy.memory.restart(
-                MemoryHistory(self._conditioning[obj], old.histories[0].recent)
+                MemoryHistory(self._conditioning[obj], old.best.history.recent)
             )
         self.lineage.add(node, obj, frame, parent, self.lineage.new_content(), pinned=True)
         self.lineage.hold(e.node for e in history.recent)
         if old is not None:
-            self.lineage.retire(set(old.nodes))
-            for old_history in old.histories:
-                self.lineage.unhold(e.node for e in old_history.recent)
+            self.lineage.retire(old.nodes())
+            for pathway in old.pathways:
+                self.lineage.unhold(e.node for e in pathway.history.recent)
         model = self.strategy.pathway_model
-        states = [] if model is None else [model.start(self._prompt_results[node])]
-        self.beams[obj] = Beam(frame, [node], np.zeros(1), [history], slots=[0], states=states)
+        state = None if model is None else model.start(self._prompt_results[node])
+        self.beams[obj] = Beam(frame, (Pathway(node, 0.0, history, 0, state),))
 
     # --- decisions ------------------------------------------------------------------------------
 
@@ -399,7 +433,7 @@ class Engine:
         if oldest is None or until < oldest:
             return
         path: list[tuple[int, int]] = []
-        node = beam.nodes[0]
+        node = beam.best.node
         while True:
             frame = self.lineage.frame(node)
             if frame <= until:

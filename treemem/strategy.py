@@ -22,6 +22,7 @@ from treemem.types import (
     MemoryHistory,
     MemoryPlan,
     PromptResult,
+    SurvivorRule,
 )
 
 Evidence = Float32Array | FloatArray
@@ -73,16 +74,23 @@ class Scoring(Protocol):
     def __call__(self, parent_scores: FloatArray, iou: Evidence) -> FloatArray: ...
 
 
+@dataclass(frozen=True)
+class Survivors:
+    """A pruning rule's answer: `kept` (<= capacity,) distinct flat candidate indices, best
+    first, and which branch chose them ("pruning", or "diversity" on an uncertain frame), so
+    the tree record can say what happened at each frame."""
+
+    kept: IntArray
+    rule: SurvivorRule
+
+
 class Pruning(Protocol):
-    """Choose up to `capacity` survivors; returns flat candidate indices, best first."""
+    """Choose up to `capacity` survivors of a tracked frame (every frame after the start).
 
-    def __call__(self, table: CandidateTable, capacity: int) -> IntArray: ...
+    Uncertainty diversity is a pruning rule too: it looks at the frame's certainty itself and
+    falls back to another rule on certain frames (`UncertaintyDiversity`)."""
 
-
-class Diversity(Protocol):
-    """Replace pruning on uncertain frames; returns None when the frame is certain."""
-
-    def __call__(self, table: CandidateTable, capacity: int) -> IntArray | None: ...
+    def __call__(self, table: CandidateTable, capacity: int) -> Survivors: ...
 
 
 class StartRule(Protocol):
@@ -162,7 +170,6 @@ class StrategySet:
     start: StartRule
     scoring: Scoring
     pruning: Pruning
-    diversity: Diversity | None
     memory: MemorySelection
     weighting: MemoryWeighting
     pathway_model: PathwayModel | None = None

@@ -3,8 +3,11 @@
 One row per candidate per frame: kept candidates once per slot they fill (the clone start
 fills every slot from one candidate), pruned ones with slot -1. A kept row is a tree node and
 its row number is the node id the engine and backend use. JSON lines carry exactly
-`object, frame, slot, parent, candidate, score, iou, occlusion, kept`; `parent` is the slot at
-the previous frame (-1 for a first prompt), which is enough to rebuild every edge.
+`object, frame, slot, parent, candidate, score, iou, occlusion, kept, rule`; `parent` is the
+slot at the previous frame (-1 for a first prompt), which is enough to rebuild every edge.
+`rule` is one value per object and frame, repeated on its rows: which rule chose that
+frame's survivors (`treemem.types.SurvivorRule`); "" where it was not recorded (files
+written before treemem recorded it have no `rule` key and load with "").
 """
 
 from __future__ import annotations
@@ -13,22 +16,31 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
+import numpy.typing as npt
 
-from treemem.types import BoolArray, FloatArray, IntArray, TreememError
+from treemem.types import BoolArray, FloatArray, IntArray, SurvivorRule, TreememError
 
 if TYPE_CHECKING:
     import networkx as nx
 
-FIELDS = ("object", "frame", "slot", "parent", "candidate", "score", "iou", "occlusion", "kept")
+FIELDS = (
+    "object", "frame", "slot", "parent", "candidate", "score", "iou", "occlusion", "kept", "rule"
+)
 _INT_FIELDS = ("object", "frame", "slot", "parent", "candidate")
+
+RecordedRule = SurvivorRule | Literal[""]
+"""A row's survivor rule; "" where none was recorded (older files, hand-built rows)."""
+RULES: tuple[str, ...] = ("", *get_args(SurvivorRule))
+StrArray = npt.NDArray[np.str_]
 
 
 @dataclass(frozen=True)
 class TreeColumns:
-    """The whole record as arrays of equal length (one entry per row)."""
+    """The whole record as arrays of equal length (one entry per row); `rule` holds each
+    row's frame's survivor rule (see the module docstring)."""
 
     object: IntArray
     frame: IntArray
@@ -39,6 +51,7 @@ class TreeColumns:
     iou: FloatArray
     occlusion: FloatArray
     kept: BoolArray
+    rule: StrArray
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
@@ -47,12 +60,15 @@ class TreeColumns:
 class TreeRecord:
     """Append-only record of every candidate the search saw.
 
-    `append` costs a few list appends per frame and object; columns are concatenated only
-    when read. `parent_row` (the parent's node id) is kept alongside for fast trace-back.
+    `append` costs a list append per frame and object: a block keeps its object, frame and
+    rule as one value each, and the columns are built (and cached) only when read.
+    `parent_row` (the parent's node id) is kept alongside for fast trace-back.
     """
 
     def __init__(self) -> None:
-        self._blocks: list[tuple[np.ndarray, ...]] = []
+        self._pending: list[tuple[Any, ...]] = []
+        """Blocks appended since the columns were last built: (object, frame, rule, then the
+        per-row arrays slot, parent, candidate, score, iou, occlusion, kept)."""
         self._parent_rows: list[IntArray] = []
         self._rows = 0
         self._written = 0
@@ -76,26 +92,15 @@ class TreeRecord:
         occlusion: FloatArray,
         kept: BoolArray,
         parent_row: IntArray,
+        rule: RecordedRule = "",
     ) -> int:
-        """Append one block of rows; returns the row id of its first row."""
+        """Append one block of rows (one object's at one frame, chosen by `rule`); returns
+        the row id of its first row."""
         first = self._rows
-        n = int(slot.shape[0])
-        self._blocks.append(
-            (
-                np.full(n, obj, dtype=np.int64),
-                np.full(n, frame, dtype=np.int64),
-                slot,
-                parent,
-                candidate,
-                score,
-                iou,
-                occlusion,
-                kept,
-            )
-        )
+        block = (obj, frame, rule, slot, parent, candidate, score, iou, occlusion, kept)
+        self._pending.append(block)
         self._parent_rows.append(parent_row)
-        self._rows += n
-        self._cache = None
+        self._rows += int(slot.shape[0])
         self._parent_row_cache = None
         return first
 
@@ -105,25 +110,10 @@ class TreeRecord:
         self._parent_row_cache = None
 
     def columns(self) -> TreeColumns:
-        if self._cache is None:
-            if self._blocks:
-                merged = [np.concatenate(parts) for parts in zip(*self._blocks, strict=True)]
-            else:
-                merged = [np.zeros(0, dtype=np.int64)] * 5 + [np.zeros(0)] * 3 + [np.zeros(0, bool)]
-            ints = [m.astype(np.int64) for m in merged[:5]]
-            floats = [m.astype(np.float64) for m in merged[5:8]]
-            self._cache = TreeColumns(
-                object=ints[0],
-                frame=ints[1],
-                slot=ints[2],
-                parent=ints[3],
-                candidate=ints[4],
-                score=floats[0],
-                iou=floats[1],
-                occlusion=floats[2],
-                kept=merged[8].astype(bool),
-            )
-            self._blocks = [tuple(getattr(self._cache, f) for f in FIELDS)]
+        if self._pending or self._cache is None:
+            fresh = _merge(self._pending)
+            self._cache = fresh if self._cache is None else _concatenate(self._cache, fresh)
+            self._pending = []
         return self._cache
 
     def parent_rows(self) -> IntArray:
@@ -165,8 +155,10 @@ class TreeRecord:
             cols.occlusion[start:].tolist(),
         ]
         kept = cols.kept[start:].tolist()
+        rule = cols.rule[start:].tolist()
         for i in range(len(kept)):
-            values: list[Any] = [c[i] for c in ints] + [c[i] for c in floats] + [kept[i]]
+            values: list[Any] = [c[i] for c in ints] + [c[i] for c in floats]
+            values += [kept[i], rule[i]]
             yield json.dumps(dict(zip(FIELDS, values, strict=True)), allow_nan=True)
 
     def write_new_rows(self, stream: IO[str]) -> int:
@@ -185,6 +177,7 @@ class TreeRecord:
 
     @classmethod
     def load_jsonl(cls, path: Path) -> TreeRecord:
+        """Read a tree.jsonl; rows without `rule` (older files) read rule ""."""
         rows = []
         with open(path, encoding="utf-8") as stream:
             for number, line in enumerate(stream, 1):
@@ -192,27 +185,41 @@ class TreeRecord:
                     continue
                 try:
                     row = json.loads(line)
-                    rows.append(tuple(row[f] for f in FIELDS))
-                except (json.JSONDecodeError, KeyError, TypeError) as error:
+                    rule = row.get("rule", "")
+                    rows.append((*(row[f] for f in FIELDS[:-1]), rule))
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
                     raise TreememError(
                         f"{path}:{number}: not a tree record row ({error})"
                     ) from None
+                if rule not in RULES:
+                    raise TreememError(f"{path}:{number}: unknown survivor rule {rule!r}")
         return cls.from_rows(rows)
 
     @classmethod
     def from_rows(cls, rows: list[tuple[Any, ...]]) -> TreeRecord:
+        """A record from row tuples in FIELDS order; tuples may stop before `rule` (rule "")."""
         record = cls()
         if not rows:
             return record
-        columns = list(zip(*rows, strict=True))
-        arrays = [np.asarray(c, dtype=np.int64) for c in columns[:5]]
-        arrays += [np.asarray(c, dtype=np.float64) for c in columns[5:8]]
-        arrays.append(np.asarray(columns[8], dtype=bool))
-        obj, frame, slot, parent = arrays[0], arrays[1], arrays[2], arrays[3]
-        kept = arrays[8]
+        values = list(zip(*(row[:9] for row in rows), strict=True))
+        ints = [np.asarray(v, dtype=np.int64) for v in values[:5]]
+        floats = [np.asarray(v, dtype=np.float64) for v in values[5:8]]
+        columns = TreeColumns(
+            object=ints[0],
+            frame=ints[1],
+            slot=ints[2],
+            parent=ints[3],
+            candidate=ints[4],
+            score=floats[0],
+            iou=floats[1],
+            occlusion=floats[2],
+            kept=np.asarray(values[8], dtype=bool),
+            rule=np.asarray([row[9] if len(row) > 9 else "" for row in rows], dtype=np.str_),
+        )
+        obj, frame, slot, parent = ints[:4]
         node_at = {
             (int(o), int(f), int(s)): i
-            for i, (o, f, s, k) in enumerate(zip(obj, frame, slot, kept, strict=True))
+            for i, (o, f, s, k) in enumerate(zip(obj, frame, slot, columns.kept, strict=True))
             if k
         }
         parent_row = np.array(
@@ -222,7 +229,7 @@ class TreeRecord:
             ],
             dtype=np.int64,
         )
-        record._blocks = [tuple(arrays)]
+        record._cache = columns
         record._parent_rows = [parent_row]
         record._rows = len(rows)
         record._written = len(rows)
@@ -240,3 +247,30 @@ class TreeRecord:
         parents = self.parent_rows().tolist()
         graph.add_edges_from((p, i) for i, p in enumerate(parents) if p >= 0)
         return graph
+
+
+def _merge(blocks: list[tuple[Any, ...]]) -> TreeColumns:
+    """Columns of appended blocks: each block's object, frame and rule repeated on its rows."""
+    sizes = [int(block[3].shape[0]) for block in blocks]
+    keys = [np.repeat(np.array([b[i] for b in blocks]), sizes) for i in range(3)]
+    if blocks:
+        rows = [np.concatenate(parts) for parts in zip(*(b[3:] for b in blocks), strict=True)]
+    else:
+        rows = [np.zeros(0, np.int64)] * 3 + [np.zeros(0)] * 3 + [np.zeros(0, bool)]
+    return TreeColumns(
+        object=keys[0].astype(np.int64),
+        frame=keys[1].astype(np.int64),
+        slot=rows[0].astype(np.int64),
+        parent=rows[1].astype(np.int64),
+        candidate=rows[2].astype(np.int64),
+        score=rows[3].astype(np.float64),
+        iou=rows[4].astype(np.float64),
+        occlusion=rows[5].astype(np.float64),
+        kept=rows[6].astype(bool),
+        rule=keys[2].astype(np.str_),
+    )
+
+
+def _concatenate(first: TreeColumns, second: TreeColumns) -> TreeColumns:
+    merged = {f: np.concatenate([getattr(first, f), getattr(second, f)]) for f in FIELDS}
+    return TreeColumns(**merged)

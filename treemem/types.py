@@ -275,3 +275,9 @@ class RunSummary:
     objects: int
     decisions: tuple[FrameDecision, ...] = field(default=(), repr=False)
     lags: tuple[int, ...] = field(default=(), repr=False)
+
+
+SurvivorRule = Literal["prompt", "start", "pruning", "diversity"]
+"""Which rule chose an object's survivors at a frame, as the tree record stores it: the
+user's prompt, the start rule (first frame after a prompt), or the pruning rule on a tracked
+frame, which reports "diversity" when it kept distinct hypotheses on an uncertain frame."""

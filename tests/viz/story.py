@@ -1,5 +1,5 @@
-"""A scripted tracker for drawing realistic pathway trees without a model, and small
-`treemem run`-like folders with a video to draw masks over.
+"""A scripted tracker for drawing realistic pathway trees without a model, hand-made tree
+rows, and small `treemem run`-like folders with a video to draw masks over.
 
 Used by the viz tests and by bench/tree_render.py.
 """
@@ -112,14 +112,41 @@ class StoryBackend:
 
 
 def story_tree(num_frames: int = 60, occlusions: Sequence[tuple[int, int]] = ((18, 20), (40, 41)),
-               prompts: Sequence[Prompt] | None = None) -> TreeRecord:
-    """Run sam2long over a StoryBackend and return its tree record."""
+               prompts: Sequence[Prompt] | None = None, strategy: str = "sam2long") -> TreeRecord:
+    """Run `strategy` over a StoryBackend and return its tree record."""
     backend = StoryBackend(num_frames, occlusions)
-    engine = Engine(load_strategy("sam2long"), backend)
+    engine = Engine(load_strategy(strategy), backend)
     given = prompts or [Prompt(1, 0, mask=np.ones((8, 8), bool))]
     for _ in engine.run(given):
         pass
     return engine.record
+
+
+Row = tuple[int, int, int, int, int, float, float, float, bool, str]
+
+
+def frame_rows(frame: int, parents: list[int], pruned: int = 1, occlusion: float = 8.0,
+               obj: int = 1, rule: str = "pruning") -> list[Row]:
+    """Hand-made tree rows: kept rows in slot order with these parent slots, then `pruned`
+    pruned rows (parent 0), all of one frame chosen by `rule`."""
+    kept = [(obj, frame, slot, parent, 0, -0.1, 0.9, occlusion, True, rule)
+            for slot, parent in enumerate(parents)]
+    return kept + [(obj, frame, -1, 0, 1 + i, -2.0, 0.3, occlusion, False, rule)
+                   for i in range(pruned)]
+
+
+PROMPT_ROW: Row = (1, 0, 0, -1, -1, 0.0, 1.0, 10.0, True, "prompt")
+
+
+def hand_tree() -> TreeRecord:
+    """P=2: prompt, clone split at frame 1, straight 2-6, a swap at 7, straight 8-10."""
+    rows = [PROMPT_ROW, *frame_rows(1, [0, 0], rule="start")]
+    for frame in range(2, 7):
+        rows += frame_rows(frame, [0, 1])
+    rows += frame_rows(7, [1, 0])
+    for frame in range(8, 11):
+        rows += frame_rows(frame, [0, 1])
+    return TreeRecord.from_rows(rows)
 
 
 def write_run(directory: Path, num_frames: int, size: tuple[int, int], shift: int,

@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "tree",
         help="draw a run's pathway tree as a figure; export it as GraphML or JSON",
         description="Draw the pathway tree of one object of a `treemem run` output: time left "
-        "to right, one row per pathway slot, the final pathway highlighted.",
+        "to right, one row per pathway slot, the final pathway highlighted, the frames where "
+        "uncertainty diversity chose the survivors shaded.",
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
                         help="a `treemem run` output folder (or its tree.jsonl)")
@@ -37,9 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="draw only frames A to B (inclusive), e.g. 120:260")
     parser.add_argument("--thumbnails", type=Path, metavar="VIDEO",
                         help="add a strip of the chosen masks over frames of VIDEO")
-    parser.add_argument("--delta-conf", type=float, metavar="X",
-                        help="uncertainty threshold on |occlusion logit| (default: the run's "
-                        "delta_conf from run.json, else 2)")
     parser.add_argument("--graphml", type=Path, metavar="FILE", help="also write GraphML")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="also write node-link JSON")
@@ -70,14 +68,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("nothing to write: give --out FIGURE, --graphml FILE or --json FILE")
     if args.out is not None and args.out.suffix.lower() not in FIGURE_SUFFIXES:
         raise InputError(f"--out must end in {', '.join(FIGURE_SUFFIXES)}, got {args.out.name}")
-    viz = importlib.import_module("treemem.viz.tree")
-    run_dir, record = load_tree(args.run_dir)
-    info = run_info(run_dir)
-    delta_conf = args.delta_conf
-    if delta_conf is None:
-        delta_conf = float(info.get("parameters", {}).get("delta_conf", viz.DELTA_CONF))
     # viz/ installs as treemem.viz; imported by name, as the other optional modules are
-    view = viz.select_tree(record, args.obj, args.frames, args.collapse, delta_conf)
+    tree_view = importlib.import_module("treemem.viz.tree_view")
+    run_dir, record = load_tree(args.run_dir)
+    view = tree_view.select_tree(record, args.obj, args.frames, args.collapse)
     if args.out is not None:
         thumbnails = None
         if args.thumbnails is not None:
@@ -86,20 +80,21 @@ def run(args: argparse.Namespace) -> int:
                                 min(THUMBNAILS, len(view.visible_frames)))
             frames = view.visible_frames[np.unique(picks.round().astype(int))].tolist()
             thumbnails = overlay.mask_thumbnails(run_dir, args.thumbnails, frames, obj=view.obj)
-        figure = viz.draw_tree(record, view.obj, color_by=args.color_by, collapse=args.collapse,
-                               frames=args.frames, thumbnails=thumbnails, serif=args.serif,
-                               delta_conf=delta_conf, width=args.width)
-        viz.save_figure(figure, args.out, dpi=args.dpi, serif=args.serif)
+        tree_figure = importlib.import_module("treemem.viz.tree_figure")
+        figure = tree_figure.draw_view(view, color_by=args.color_by, thumbnails=thumbnails,
+                                       serif=args.serif, width=args.width)
+        tree_figure.save_figure(figure, args.out, dpi=args.dpi, serif=args.serif)
         print(f"wrote {args.out} (object {view.obj}, {int(view.kept.sum())} kept and "
               f"{int((~view.kept).sum())} pruned nodes, {len(view.uncertain_frames)} uncertain "
               "frames)")
     if args.graphml is not None or args.json is not None:
-        graph = viz.view_graph(view)
+        tree_export = importlib.import_module("treemem.viz.tree_export")
+        graph = tree_export.view_graph(view)
         if args.graphml is not None:
-            viz.export_graphml(graph, args.graphml)
+            tree_export.export_graphml(graph, args.graphml)
             print(f"wrote {args.graphml}")
         if args.json is not None:
-            viz.export_json(graph, args.json)
+            tree_export.export_json(graph, args.json)
             print(f"wrote {args.json}")
     return 0
 

@@ -1,27 +1,15 @@
-"""The pathway tree of one object as a graph and as a figure for a paper.
+"""The pathway tree of one object as a matplotlib figure for a paper.
 
 Time runs left to right and each pathway slot has its own row (slot 0, the best, on top).
 Kept nodes are drawn solid, pruned candidates as faint dots hanging below their parent's
 row, the final pathway (`TreeRecord.best_path`) in vermillion, and node colour is the
-predicted IoU or the occlusion logit. Frames where every pathway was unsure whether the
-object is there (SAM2Long's uncertainty rule) get a light blue band.
-
-`select_tree` does the work once, with numpy, so a 10,000-frame tree draws in seconds:
-`tree_graph` turns its result into a networkx DiGraph (for GraphML / JSON export or a
-paper script's own analysis) and `draw_tree` into a matplotlib Figure drawn with a few
-collections, never one artist per node.
-
-Collapsing: object `obj`'s tracked frame f is *straight* when its kept nodes fill the same
-slots as at frame f - 1 and every kept node continues its own slot (`parent == slot`): no
-pathway split, died or changed rank. A prompt frame is never straight. In a maximal run of
-consecutive straight frames a..b, the nodes strictly between frame a - 1 and frame b (and
-their pruned candidates) are hidden and each slot's chain becomes one edge from its node at
-a - 1 to its node at b, labelled "frames a-1 to b". Runs of one straight frame hide nothing.
+predicted IoU or the occlusion logit. Frames where the record says uncertainty diversity
+chose the survivors (see `treemem.viz.tree_view`) get a light blue band. The figure is drawn
+with a few collections, never one artist per node, so a 10,000-frame tree draws in seconds.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -34,16 +22,13 @@ import numpy.typing as npt
 
 from treemem.tree import TreeRecord
 from treemem.types import BoolArray, FloatArray, InputError, IntArray
+from treemem.viz.tree_view import COLLAPSED_WIDTH, TreeView, select_tree
 
 if TYPE_CHECKING:
-    import networkx as nx
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 ColorBy = Literal["iou", "occlusion"]
-
-DELTA_CONF = 2.0
-"""SAM2Long's default: a frame is uncertain when no pathway's |occlusion logit| exceeds it."""
 
 OKABE_ITO = {
     "black": "#000000",
@@ -60,9 +45,6 @@ UNCERTAIN_COLOR = OKABE_ITO["sky_blue"]
 KEPT_EDGE_COLOR = "#4D4D4D"
 PRUNED_COLOR = "#9A9A9A"
 COLORMAPS: dict[str, str] = {"iou": "viridis", "occlusion": "cividis"}
-
-COLLAPSED_WIDTH = 2.0
-"""Columns a collapsed run takes on the x axis (an ordinary frame step takes one)."""
 
 MAX_RUN_LABELS = 40
 """More collapsed runs than this: only the longest ones get a "frames a-b" label."""
@@ -89,306 +71,6 @@ SERIF_STYLE: dict[str, Any] = {
     "font.serif": ["Times New Roman", "Times", "Nimbus Roman", "DejaVu Serif"],
     "mathtext.fontset": "dejavuserif",
 }
-
-
-@dataclass(frozen=True)
-class TreeView:
-    """The visible part of one object's tree, as arrays over its n visible rows.
-
-    node: (n,) row ids in the TreeRecord (the node ids of the engine and of `tree_graph`);
-    frame, slot (-1 for pruned), parent_slot (the record's `parent`), candidate (-1 for a
-    prompt), score, iou, occlusion, kept, best (on the final pathway), prompt: (n,) columns.
-    parent_node: (n,) row id of the node drawn as this row's parent, -1 for none (a root, or
-    a parent outside the frame window); hidden: (n,) frames elided on the edge into the row
-    (0 unless collapsed). frames: every frame of the object in the window, hidden ones
-    included; visible_frames: those with a drawn node; uncertain_frames: frames where every
-    proposing pathway had |occlusion logit| <= delta_conf.
-    """
-
-    obj: int
-    node: IntArray
-    frame: IntArray
-    slot: IntArray
-    parent_slot: IntArray
-    candidate: IntArray
-    score: FloatArray
-    iou: FloatArray
-    occlusion: FloatArray
-    kept: BoolArray
-    best: BoolArray
-    prompt: BoolArray
-    parent_node: IntArray
-    hidden: IntArray
-    frames: IntArray
-    visible_frames: IntArray
-    uncertain_frames: IntArray
-    delta_conf: float
-    collapsed: bool
-
-    def __len__(self) -> int:
-        return int(self.node.shape[0])
-
-    @property
-    def num_slots(self) -> int:
-        return int(self.slot.max()) + 1 if len(self) else 0
-
-    def x_of(self, frames: npt.ArrayLike) -> FloatArray:
-        """x coordinate of frames: the frame itself, or its column when collapsed (hidden
-        frames fall evenly inside their run's gap)."""
-        query = np.asarray(frames, dtype=np.float64)
-        if not self.collapsed:
-            return query
-        visible = self.visible_frames.astype(np.float64)
-        return np.interp(query, visible, self.visible_columns())
-
-    def visible_columns(self) -> FloatArray:
-        """(len(visible_frames),) x of each visible frame when collapsed: one column per
-        frame step, COLLAPSED_WIDTH for a step over hidden frames."""
-        steps = np.diff(self.visible_frames)
-        widths = np.where(steps > 1, COLLAPSED_WIDTH, 1.0)
-        return np.concatenate([[0.0], np.cumsum(widths)])
-
-
-def objects(record: TreeRecord) -> list[int]:
-    """The object ids that have rows in `record`, ascending."""
-    return sorted(int(o) for o in np.unique(record.columns().object))
-
-
-def _resolve_object(record: TreeRecord, obj: int | None) -> int:
-    present = objects(record)
-    if not present:
-        raise InputError("the tree record is empty: nothing to draw")
-    if obj is None:
-        return present[0]
-    if obj not in present:
-        raise InputError(f"object {obj} is not in the tree (objects: {present})")
-    return obj
-
-
-def select_tree(
-    record: TreeRecord,
-    obj: int | None = None,
-    frames: tuple[int, int] | None = None,
-    collapse: bool = False,
-    delta_conf: float = DELTA_CONF,
-) -> TreeView:
-    """Object `obj`'s rows in the inclusive frame window `frames`, optionally collapsed.
-
-    `obj` None means the smallest object id. See the module docstring for collapsing.
-    """
-    obj = _resolve_object(record, obj)
-    cols = record.columns()
-    parent_rows = record.parent_rows()
-    selected = cols.object == obj
-    if frames is not None:
-        first, last = frames
-        if first > last:
-            raise InputError(f"frame window {first}:{last} is empty (start after end)")
-        selected &= (cols.frame >= first) & (cols.frame <= last)
-    rows = np.flatnonzero(selected)
-    if rows.size == 0:
-        raise InputError(f"object {obj} has no tree rows in frames {frames[0]}:{frames[1]}"
-                         if frames is not None else f"object {obj} has no tree rows")
-    frame = cols.frame[rows]
-    kept = cols.kept[rows]
-    slot = cols.slot[rows]
-    parent_slot = cols.parent[rows]
-    candidate = cols.candidate[rows]
-    prompt = candidate < 0
-    occlusion = cols.occlusion[rows]
-    parent_node = np.where(np.isin(parent_rows[rows], rows), parent_rows[rows], -1)
-    best_nodes = np.fromiter(record.best_path(obj).values(), dtype=np.int64)
-    best = np.isin(rows, best_nodes)
-
-    all_frames = np.unique(frame)
-    uncertain = _uncertain_frames(frame[~prompt], occlusion[~prompt], delta_conf)
-
-    hidden = np.zeros(rows.size, dtype=np.int64)
-    visible = np.ones(rows.size, dtype=bool)
-    if collapse:
-        visible, parent_node, hidden = _collapse(
-            rows, frame, slot, parent_slot, kept, prompt, parent_node
-        )
-    keep = np.flatnonzero(visible)
-    return TreeView(
-        obj=obj,
-        node=rows[keep],
-        frame=frame[keep],
-        slot=slot[keep],
-        parent_slot=parent_slot[keep],
-        candidate=candidate[keep],
-        score=cols.score[rows][keep],
-        iou=cols.iou[rows][keep],
-        occlusion=occlusion[keep],
-        kept=kept[keep],
-        best=best[keep],
-        prompt=prompt[keep],
-        parent_node=parent_node[keep],
-        hidden=hidden[keep],
-        frames=all_frames,
-        visible_frames=np.unique(frame[keep]),
-        uncertain_frames=uncertain,
-        delta_conf=float(delta_conf),
-        collapsed=collapse,
-    )
-
-
-def _uncertain_frames(frame: IntArray, occlusion: FloatArray, delta_conf: float) -> IntArray:
-    """Frames whose proposing pathways all have |occlusion logit| <= delta_conf.
-
-    Each row stores its parent pathway's logit, so the rows of a frame cover every pathway
-    that proposed there, kept or not: the same set the uncertainty rule looks at.
-    """
-    if frame.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    unique, inverse = np.unique(frame, return_inverse=True)
-    largest = np.full(unique.size, -np.inf)
-    np.maximum.at(largest, inverse, np.abs(np.nan_to_num(occlusion, nan=0.0)))
-    return unique[largest <= delta_conf].astype(np.int64)
-
-
-def _collapse(
-    rows: IntArray,
-    frame: IntArray,
-    slot: IntArray,
-    parent_slot: IntArray,
-    kept: BoolArray,
-    prompt: BoolArray,
-    parent_node: IntArray,
-) -> tuple[BoolArray, IntArray, IntArray]:
-    """Which rows stay visible, the re-pointed parents and the hidden-frame counts."""
-    kept_idx = np.flatnonzero(kept)
-    frames, inverse = np.unique(frame[kept_idx], return_inverse=True)
-    count = np.bincount(inverse, minlength=frames.size)
-    moved = (parent_slot[kept_idx] != slot[kept_idx]) | prompt[kept_idx]
-    straight = np.bincount(inverse, weights=moved.astype(np.float64), minlength=frames.size) == 0
-    straight[0] = False
-    straight[1:] &= (np.diff(frames) == 1) & (count[1:] == count[:-1])
-    hidden_frame = np.zeros(frames.size, dtype=bool)
-    hidden_frame[:-1] = straight[:-1] & straight[1:]
-    if not hidden_frame.any():
-        return np.ones(rows.size, dtype=bool), parent_node, np.zeros(rows.size, dtype=np.int64)
-
-    # (frame index, slot) -> row id of the kept node there
-    table = np.full((frames.size, int(slot[kept_idx].max()) + 1), -1, dtype=np.int64)
-    table[inverse, slot[kept_idx]] = rows[kept_idx]
-    frame_index = np.searchsorted(frames, frame)
-    row_hidden = hidden_frame[np.minimum(frame_index, frames.size - 1)] & np.isin(frame, frames)
-    # a pruned row whose parent is hidden is an alternative inside the run: hide it too
-    parent_hidden = np.isin(parent_node, rows[kept_idx][hidden_frame[inverse]])
-    visible = ~row_hidden & ~(parent_hidden & ~kept)
-
-    # the first kept node after a hidden streak points back to the streak's anchor
-    last_shown = np.maximum.accumulate(np.where(hidden_frame, -1, np.arange(frames.size)))
-    ends = np.flatnonzero(~hidden_frame[1:] & hidden_frame[:-1]) + 1
-    new_parent = parent_node.copy()
-    hidden = np.zeros(rows.size, dtype=np.int64)
-    for end in ends.tolist():
-        anchor = int(last_shown[end - 1])
-        members = kept_idx[inverse == end]
-        new_parent[members] = table[anchor, slot[members]]
-        hidden[members] = end - anchor - 1
-    return visible, new_parent, hidden
-
-
-# --- the graph ----------------------------------------------------------------------------------
-
-
-def tree_graph(
-    record: TreeRecord,
-    obj: int | None = None,
-    frames: tuple[int, int] | None = None,
-    collapse: bool = False,
-    delta_conf: float = DELTA_CONF,
-) -> nx.DiGraph:
-    """Object `obj`'s tree (window, collapsing as in `select_tree`) as a networkx DiGraph.
-
-    Nodes are TreeRecord row ids with attributes frame, slot, parent, candidate, score, iou,
-    occlusion, kept, best, prompt, uncertain; edges run parent -> child with attributes
-    best, collapsed, first_frame, last_frame, hidden (frames elided) and label. Graph
-    attributes: object, delta_conf, collapsed. All values are plain int/float/bool/str, so
-    the graph writes to GraphML as is.
-    """
-    return view_graph(select_tree(record, obj, frames, collapse, delta_conf))
-
-
-def view_graph(view: TreeView) -> nx.DiGraph:
-    """The DiGraph of an already selected `TreeView` (see `tree_graph`)."""
-    import networkx as nx
-
-    graph = nx.DiGraph(object=view.obj, delta_conf=view.delta_conf, collapsed=view.collapsed)
-    uncertain = np.isin(view.frame, view.uncertain_frames)
-    columns: dict[str, list[Any]] = {
-        "frame": view.frame.tolist(),
-        "slot": view.slot.tolist(),
-        "parent": view.parent_slot.tolist(),
-        "candidate": view.candidate.tolist(),
-        "score": view.score.tolist(),
-        "iou": view.iou.tolist(),
-        "occlusion": view.occlusion.tolist(),
-        "kept": view.kept.tolist(),
-        "best": view.best.tolist(),
-        "prompt": view.prompt.tolist(),
-        "uncertain": uncertain.tolist(),
-    }
-    nodes = view.node.tolist()
-    graph.add_nodes_from(
-        (node, {name: values[i] for name, values in columns.items()})
-        for i, node in enumerate(nodes)
-    )
-    frame_of = dict(zip(nodes, columns["frame"], strict=True))
-    best_of = dict(zip(nodes, columns["best"], strict=True))
-    edges = []
-    for i, (parent, hidden) in enumerate(zip(view.parent_node.tolist(), view.hidden.tolist(),
-                                             strict=True)):
-        if parent < 0:
-            continue
-        child = nodes[i]
-        first, last = frame_of[parent], frame_of[child]
-        edges.append((parent, child, {
-            "best": bool(best_of[parent] and best_of[child]),
-            "collapsed": hidden > 0,
-            "first_frame": first,
-            "last_frame": last,
-            "hidden": hidden,
-            "label": f"frames {first}-{last}" if hidden > 0 else "",
-        }))
-    graph.add_edges_from(edges)
-    return graph
-
-
-def export_graphml(graph: nx.DiGraph, path: str | Path) -> None:
-    """Write `graph` as GraphML (readable by Gephi, yEd, igraph, networkx.read_graphml)."""
-    import networkx as nx
-
-    nx.write_graphml(graph, str(path))
-
-
-def export_json(graph: nx.DiGraph, path: str | Path) -> None:
-    """Write `graph` as networkx node-link JSON ("nodes" and "edges" lists).
-
-    Non-finite floats (a candidate the engine rejected has IoU NaN) become null, so the
-    file is strict JSON for any reader.
-    """
-    import networkx as nx
-
-    data = nx.node_link_data(graph, edges="edges")
-    with open(path, "w", encoding="utf-8") as stream:
-        json.dump(_finite(data), stream, allow_nan=False)
-        stream.write("\n")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
-# --- the figure ---------------------------------------------------------------------------------
 
 
 def figure_style(serif: bool = False) -> AbstractContextManager[None]:
@@ -445,24 +127,39 @@ def draw_tree(
     frames: tuple[int, int] | None = None,
     thumbnails: Mapping[int, npt.NDArray[np.uint8]] | None = None,
     serif: bool = False,
-    delta_conf: float = DELTA_CONF,
     show_pruned: bool | None = None,
     width: float = 7.0,
     title: str | None = None,
 ) -> Figure:
-    """Draw object `obj`'s pathway tree; returns the Figure (not shown, no pyplot state).
+    """Draw object `obj`'s pathway tree (window and collapsing as in `select_tree`); returns
+    the Figure (not shown, no pyplot state). The other options are `draw_view`'s."""
+    view = select_tree(record, obj, frames, collapse)
+    return draw_view(view, color_by=color_by, thumbnails=thumbnails, serif=serif,
+                     show_pruned=show_pruned, width=width, title=title)
+
+
+def draw_view(
+    view: TreeView,
+    *,
+    color_by: ColorBy = "iou",
+    thumbnails: Mapping[int, npt.NDArray[np.uint8]] | None = None,
+    serif: bool = False,
+    show_pruned: bool | None = None,
+    width: float = 7.0,
+    title: str | None = None,
+) -> Figure:
+    """Draw an already selected `TreeView`; returns the Figure.
 
     color_by: "iou" (predicted IoU, viridis, 0 to 1) or "occlusion" (occlusion logit,
-    cividis, symmetric about 0, the colour bar marks +-delta_conf). thumbnails: frame ->
-    (H, W, 3) uint8 image (e.g. `treemem.viz.overlay.mask_thumbnails`), drawn in a strip
-    above the axis at their frames. show_pruned: None draws pruned candidates when at most
-    PRUNED_COLUMNS frames are visible (beyond that they only fill the rows with grey). The
-    axes carry labels "tree", "colorbar" and "thumbnails" for restyling; save with
-    `save_figure` for the paper style at save time.
+    cividis, symmetric about 0). thumbnails: frame -> (H, W, 3) uint8 image (e.g.
+    `treemem.viz.overlay.mask_thumbnails`), drawn in a strip above the axis at their frames.
+    show_pruned: None draws pruned candidates when at most PRUNED_COLUMNS frames are visible
+    (beyond that they only fill the rows with grey). The axes carry labels "tree",
+    "colorbar" and "thumbnails" for restyling; save with `save_figure` for the paper style at
+    save time.
     """
     if color_by not in COLORMAPS:
         raise InputError(f"color_by must be one of {sorted(COLORMAPS)}, got {color_by!r}")
-    view = select_tree(record, obj, frames, collapse, delta_conf)
     if show_pruned is None:
         show_pruned = len(view.visible_frames) <= PRUNED_COLUMNS
     with figure_style(serif):
@@ -510,9 +207,6 @@ def _draw(
     colorbar = figure.colorbar(mappable, cax=cbar_ax)
     colorbar.set_label("predicted IoU" if color_by == "iou" else "occlusion logit")
     colorbar.outline.set_linewidth(0.5)
-    if color_by == "occlusion":
-        for level in (-view.delta_conf, view.delta_conf):
-            cbar_ax.axhline(level, color="white", linewidth=0.8, linestyle=(0, (2, 1)))
 
     if shown_thumbnails:
         strip_bottom = layout.bottom + layout.axes_height + layout.gap
@@ -543,7 +237,7 @@ def _color_scale(color_by: ColorBy, view: TreeView) -> tuple[Any, Any]:
     if color_by == "iou":
         return cmap, Normalize(0.0, 1.0)
     finite = np.abs(view.occlusion[np.isfinite(view.occlusion)])
-    limit = max(float(finite.max()) if finite.size else 0.0, 1.5 * view.delta_conf, 1.0)
+    limit = max(float(finite.max()) if finite.size else 0.0, 1.0)
     return cmap, Normalize(-limit, limit)
 
 
@@ -741,8 +435,9 @@ def _legend(figure: Figure, view: TreeView, layout: _Layout, show_pruned: bool,
         handles.append(Line2D([], [], linestyle="none", marker="D", markersize=4,
                               markerfacecolor="white", markeredgecolor=BEST_PATH_COLOR,
                               label="prompt"))
-    handles.append(Patch(facecolor=UNCERTAIN_COLOR, alpha=0.35, edgecolor="none",
-                         label=f"uncertain (|o| ≤ {view.delta_conf:g})"))
+    if view.uncertain_frames.size:
+        handles.append(Patch(facecolor=UNCERTAIN_COLOR, alpha=0.35, edgecolor="none",
+                             label="uncertain (diversity chose)"))
     top = 1.0 - 0.5 * layout.legend / layout.height
     label = figure.text(0.08 / layout.width, top, title, ha="left", va="center",
                         fontsize=BASE_STYLE["axes.titlesize"], fontweight="bold")
