@@ -242,3 +242,16 @@ def test_overlay_out_under_a_file(saved: Path, tmp_path: Path,
     code = main(["overlay", str(run), "--video", str(saved / "frames"), "--montage",
                  str(afile / "montage.png")])
     one_line_error(capsys, code, str(afile))
+
+
+def test_tree_out_under_a_file(saved: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert main(run_args(saved, run)) == 0
+    capsys.readouterr()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for option, name in (("--out", "tree.png"), ("--graphml", "tree.graphml"),
+                         ("--json", "tree.json")):
+        code = main(["tree", str(run), option, str(afile / name)])
+        one_line_error(capsys, code, str(afile), "is a file")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from treemem.pipeline.sinks import output_errors
+from treemem.pipeline.sinks import output_errors, read_run_info
 from treemem.types import InputError
 
 MONTAGE_FRAMES = 6
@@ -49,14 +49,12 @@ def frame_list(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from treemem.commands.tree import run_info
-
     overlay = importlib.import_module("treemem.viz.overlay")
     if args.out is None and args.montage is None:
         raise InputError("nothing to write: give --out OVERLAY.mp4 and/or --montage PNG")
     video = args.video
     if video is None:
-        recorded = run_info(args.run_dir).get("video", {}).get("path")
+        recorded = read_run_info(args.run_dir).get("video", {}).get("path")
         if not recorded:
             raise InputError(f"{args.run_dir}/run.json names no video: pass --video VIDEO")
         video = Path(recorded)

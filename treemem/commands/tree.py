@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from treemem.tree import TreeRecord
+from treemem.pipeline.sinks import output_errors, read_run_tree
 from treemem.types import InputError
 
 FIGURE_SUFFIXES = (".pdf", ".png", ".svg")
@@ -70,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out must end in {', '.join(FIGURE_SUFFIXES)}, got {args.out.name}")
     # viz/ installs as treemem.viz; imported by name, as the other optional modules are
     tree_view = importlib.import_module("treemem.viz.tree_view")
-    run_dir, record = load_tree(args.run_dir)
+    run_dir, record = read_run_tree(args.run_dir)
     view = tree_view.select_tree(record, args.obj, args.frames, args.collapse)
     if args.out is not None:
         thumbnails = None
@@ -83,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         tree_figure = importlib.import_module("treemem.viz.tree_figure")
         figure = tree_figure.draw_view(view, color_by=args.color_by, thumbnails=thumbnails,
                                        serif=args.serif, width=args.width)
-        tree_figure.save_figure(figure, args.out, dpi=args.dpi, serif=args.serif)
+        with output_errors(args.out):
+            tree_figure.save_figure(figure, args.out, dpi=args.dpi, serif=args.serif)
         print(f"wrote {args.out} (object {view.obj}, {int(view.kept.sum())} kept and "
               f"{int((~view.kept).sum())} pruned nodes, {len(view.uncertain_frames)} uncertain "
               "frames)")
@@ -91,29 +90,11 @@ def run(args: argparse.Namespace) -> int:
         tree_export = importlib.import_module("treemem.viz.tree_export")
         graph = tree_export.view_graph(view)
         if args.graphml is not None:
-            tree_export.export_graphml(graph, args.graphml)
+            with output_errors(args.graphml):
+                tree_export.export_graphml(graph, args.graphml)
             print(f"wrote {args.graphml}")
         if args.json is not None:
-            tree_export.export_json(graph, args.json)
+            with output_errors(args.json):
+                tree_export.export_json(graph, args.json)
             print(f"wrote {args.json}")
     return 0
-
-
-def load_tree(path: Path) -> tuple[Path, TreeRecord]:
-    """(the run folder, its tree) from a run folder or a tree.jsonl path."""
-    tree_path = path / "tree.jsonl" if path.is_dir() else path
-    if not tree_path.is_file():
-        raise InputError(f"no tree at {tree_path}: give a `treemem run` output folder")
-    return tree_path.parent, TreeRecord.load_jsonl(tree_path)
-
-
-def run_info(run_dir: Path) -> dict[str, Any]:
-    """run.json of a run folder, {} when it has none (an interrupted run)."""
-    path = run_dir / "run.json"
-    if not path.is_file():
-        return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path} is not JSON ({error})") from None
-    return info if isinstance(info, dict) else {}

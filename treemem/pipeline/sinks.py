@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -230,6 +231,26 @@ class RunFolder:
             with suppress(OSError):  # the error that stopped the run was already reported
                 self._tree.close()
             self._tree = None
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """run.json of a run folder, {} when it has none (an interrupted run)."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path} is not JSON ({error})") from None
+    return info if isinstance(info, dict) else {}
+
+
+def read_run_tree(path: Path) -> tuple[Path, TreeRecord]:
+    """(the run folder, its tree) from a run folder or a tree.jsonl path."""
+    tree_path = path / "tree.jsonl" if path.is_dir() else path
+    if not tree_path.is_file():
+        raise InputError(f"no tree at {tree_path}: give a `treemem run` output folder")
+    return tree_path.parent, TreeRecord.load_jsonl(tree_path)
 
 
 def interrupted_message(out: Path) -> str:
