@@ -302,3 +302,80 @@ def test_sam3_sets_on_the_synthetic_suite(capsys: pytest.CaptureFixture[str]) ->
         assert np.isfinite(means[name])
     with capsys.disabled():
         print("\nsynthetic mean J:", {k: round(v, 4) for k, v in means.items()})
+
+
+# --- on a random-weight SAM 2 model ---------------------------------------------------------------
+
+
+def _sam2_run(
+    video: object, prompts: list[Prompt], overrides: dict[str, object]
+) -> tuple[Engine, dict[tuple[int, int], MemoryPlan]]:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sam2")
+    from treemem.backends.sam2 import Sam2Backend, build_random_model
+
+    torch.set_num_threads(2)
+    model = build_random_model(seed=3, image_size=128)
+    with torch.no_grad():  # spread the IoU head out, so candidates differ in predicted IoU
+        model.sam_mask_decoder.iou_prediction_head.layers[2].weight *= 40.0
+    frames = video.frames  # type: ignore[attr-defined]
+    backend = Sam2Backend(model, lambda i: frames[i], len(frames), frames.shape[1:3])
+    plans: dict[tuple[int, int], MemoryPlan] = {}
+    original = backend.propose
+
+    def propose(
+        features: object, queries: list[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
+        for query in queries:
+            plans[(features.frame, query.obj)] = query.plan  # type: ignore[attr-defined]
+        return original(features, queries, options)
+
+    backend.propose = propose  # type: ignore[method-assign]
+    engine = Engine(load_strategy("sam3-memory", overrides), backend)
+    decisions = list(engine.run(prompts))
+    assert sorted((d.frame, d.obj) for d in decisions) == [
+        (f, o) for f in range(len(frames)) for o in (1, 2)
+    ]
+    return engine, plans
+
+
+def test_sam3_memory_on_sam2_with_several_objects_and_a_reprompt() -> None:
+    """Two objects, object 1 re-prompted on frame 8, on a seeded random-weight SAM 2 model:
+    every plan is the spec's list, scored with the max IoU over the decoder's candidates (the
+    greedy choice keeps it); the frame after the re-prompt gives the prompt frame rank 1."""
+    video = make_video(2, num_frames=16, num_objects=2)
+    reprompt = 8
+    prompts = [*video.first_frame_prompts(), Prompt(1, 8, mask=video.object_mask(1, reprompt))]
+    scores_seen: list[float] = []
+    # The defaults, then stride 2 and a threshold at the first run's median score, so that
+    # both eligible and ineligible frames occur.
+    for run in range(2):
+        overrides = {"stride": 2, "mf_threshold": float(np.median(scores_seen))} if run else {}
+        engine, plans = _sam2_run(video, prompts, overrides)
+        selection = engine.strategy.memory
+        assert isinstance(selection, ScoredFrames)
+        cols = engine.record.columns()
+        node_frame = {int(row): int(cols.frame[row]) for row in np.flatnonzero(cols.kept)}
+        for obj in (1, 2):
+            prompt_frames = [0, reprompt] if obj == 1 else [0]
+            scores: dict[int, float] = {}
+            for t in range(1, video.num_frames):
+                if t in prompt_frames:
+                    continue
+                plan = plans[(t, obj)]
+                selected = spec_list(scores, t, selection.stride, selection.mf_threshold, 16)
+                got = (
+                    [(node_frame[r.node], r.position) for r in plan.spatial],
+                    [(node_frame[r.node], r.position) for r in plan.pointers],
+                )
+                assert got == spec_reads(selected, t, prompt_frames, set(scores))
+                rows = (cols.object == obj) & (cols.frame == t)
+                kept_iou = float(cols.iou[rows & cols.kept][0])
+                assert kept_iou == float(cols.iou[rows].max())
+                occlusion = float(cols.occlusion[rows & cols.kept][0])
+                scores[t] = spec_score(kept_iou, occlusion)
+            if obj == 1:
+                after = plans[(reprompt + 1, 1)]
+                read = after.spatial + after.pointers
+                assert all(r.position >= 2 for r in read if node_frame[r.node] not in (0, 8))
+            scores_seen += list(scores.values())
