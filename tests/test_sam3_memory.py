@@ -261,6 +261,72 @@ def test_sam3_memory_reads_what_the_spec_lists_in_the_engine(seq: ScoreScript, k
         scores[t] = spec_score(float(iou[t].max()), float(occlusion[t]))
 
 
+class RowSpy(CheckedMemory):
+    """Replays (T, P, K) IoUs and (T, P) occlusion logits, row j of a frame for the j-th
+    pathway; records every plan of every frame."""
+
+    def __init__(self, iou: np.ndarray, occlusion: np.ndarray) -> None:
+        super().__init__(int(iou.shape[0]), (2, 2))
+        self.iou, self.occlusion = iou, occlusion
+        self.plans: dict[int, list[MemoryPlan]] = {}
+
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
+        assert isinstance(features, int)
+        self.check_plans(queries)
+        self.plans[features] = [query.plan for query in queries]
+        n = len(queries)
+        return Proposals(self.iou[features, :n], self.occlusion[features, :n])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequences(max_frames=30), st.integers(0, 2**32 - 1), st.sampled_from([0.0, 2.0, 9.0]))
+def test_every_pathway_of_the_tree_applies_the_rule_to_its_own_ancestry(
+    seq: ScoreScript, seed: int, delta_conf: float
+) -> None:
+    """`sam3-memory-tree`, P = 3: each plan is the spec's list over that pathway's ancestors
+    (through a re-prompt, the best pathway's), scored with the IoU of the candidate each
+    ancestor kept."""
+    rng = np.random.default_rng(seed)
+    shape = (seq.num_frames, 3, 3)
+    iou = rng.choice(np.array(IOUS, np.float32), size=shape)
+    occlusion = rng.choice(np.array(OCCLUSIONS, np.float32), size=shape[:2])
+    backend = RowSpy(iou, occlusion)
+    overrides = {"pathways": 3, "stride": seq.stride, "mf_threshold": seq.threshold,
+                 "max_pointers": seq.max_pointers, "delta_conf": delta_conf}
+    engine = Engine(load_strategy("sam3-memory-tree", overrides), backend)
+    prompts = sorted({seq.first, *seq.reprompts})
+    mask = np.ones((2, 2), bool)
+    list(engine.run([Prompt(1, p, mask=mask) for p in prompts]))
+    cols = engine.record.columns()
+    parent = engine.record.parent_rows()
+    prompt_nodes = {int(n) for n in np.flatnonzero(cols.candidate == -1)}
+    for t, plans in backend.plans.items():
+        for plan in plans:
+            # the pathway's node at t-1 (a tracked one, or the prompt there)
+            leaf = next(r.node for r in plan.spatial if int(cols.frame[r.node]) == t - 1)
+            ancestry: dict[int, int] = {}
+            scores: dict[int, float] = {}
+            node = leaf
+            while node >= 0:
+                if node not in prompt_nodes:
+                    frame = int(cols.frame[node])
+                    ancestry[frame] = node
+                    scores[frame] = spec_score(float(cols.iou[node]), float(cols.occlusion[node]))
+                node = int(parent[node])
+            selected = spec_list(scores, t, seq.stride, seq.threshold, seq.num_frames,
+                                 seq.max_pointers)
+            refs = plan.spatial + plan.pointers
+            assert all(r.node in prompt_nodes or ancestry[int(cols.frame[r.node])] == r.node
+                       for r in refs)
+            got = (
+                [(int(cols.frame[r.node]), r.position) for r in plan.spatial],
+                [(int(cols.frame[r.node]), r.position) for r in plan.pointers],
+            )
+            assert got == spec_reads(selected, t, prompts, set(scores))
+
+
 # --- the sets ------------------------------------------------------------------------------------
 
 
