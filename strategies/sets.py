@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from treemem.registry import register_strategy
 from treemem.strategies.memory import ObjectAwareFrames, RecentFrames
+from treemem.strategies.sam3_memory import ScoredFrames
 from treemem.strategies.samurai import MotionAwareFrames, MotionModel
 from treemem.strategies.scoring import CumulativeLogIou, CurrentIou
 from treemem.strategies.selection import CloneStart, TopScores, UncertaintyDiversity
@@ -189,4 +190,76 @@ class SamuraiTree:
             weighting=Unweighted(),
             pathway_model=model,
             presence_threshold=self.presence_threshold,
+        )
+
+
+def _check_sam3(params: Sam3Memory | Sam3MemoryTree) -> None:
+    _check(params.stride >= 1, f"stride must be >= 1, got {params.stride}")
+    _check(params.max_pointers >= 1, f"max_pointers must be >= 1, got {params.max_pointers}")
+
+
+@register_strategy
+@dataclass(frozen=True)
+class Sam3Memory:
+    """SAM 3's tracker memory selection on a SAM 2 model: one pathway, argmax IoU.
+
+    Past frames are read iff their score n(o) * IoU > mf_threshold (backward scan with step
+    `stride`, at most max_pointers - 1 of them, plus the previous frame), positioned by rank.
+    """
+
+    name: ClassVar[str] = "sam3-memory"
+    mf_threshold: float = 0.01
+    stride: int = 1
+    max_pointers: int = 16
+
+    def __post_init__(self) -> None:
+        _check_sam3(self)
+
+    def build(self) -> StrategySet:
+        return StrategySet(
+            name=self.name,
+            pathways=1,
+            start=CloneStart(),
+            scoring=CurrentIou(),
+            pruning=TopScores(),
+            diversity=None,
+            memory=ScoredFrames(self.mf_threshold, self.stride, self.max_pointers),
+            weighting=Unweighted(),
+        )
+
+
+@register_strategy
+@dataclass(frozen=True)
+class Sam3MemoryTree:
+    """SAM 3's memory selection in SAM2Long's memory tree (new): P pathways, each its own.
+
+    Cumulative log-IoU scores and SAM2Long's uncertainty rule (delta_conf) and diversity key;
+    each pathway applies SAM 3's rule to its own history. No attention modulation, as in SAM 3.
+    With pathways=1 it makes the choices of `sam3-memory`.
+    """
+
+    name: ClassVar[str] = "sam3-memory-tree"
+    pathways: int = 3
+    mf_threshold: float = 0.01
+    stride: int = 1
+    max_pointers: int = 16
+    delta_conf: float = 2.0
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check(self.pathways >= 1, f"pathways must be >= 1, got {self.pathways}")
+        _check(self.delta_conf >= 0.0, f"delta_conf must be >= 0, got {self.delta_conf}")
+        _check(self.eps > 0.0, f"eps must be > 0, got {self.eps}")
+        _check_sam3(self)
+
+    def build(self) -> StrategySet:
+        return StrategySet(
+            name=self.name,
+            pathways=self.pathways,
+            start=CloneStart(),
+            scoring=CumulativeLogIou(self.eps),
+            pruning=TopScores(),
+            diversity=DistinctRoundedIou(self.delta_conf),
+            memory=ScoredFrames(self.mf_threshold, self.stride, self.max_pointers),
+            weighting=Unweighted(),
         )

@@ -75,6 +75,12 @@ def test_tutorial_runs_and_prints_what_it_shows(clean_registry: None) -> None:
     assert strategy.pathways == 3 and isinstance(strategy.pruning, UncertaintyDiversity)
 
 
+def test_sam3_memory_page_builds_the_sets_from_parts() -> None:
+    blocks = fenced_blocks(DOCS / "strategies" / "sam3-memory.md")
+    assert any(lang == "python" for lang, _ in blocks)
+    run_blocks(blocks, "treemem_sam3_memory_page")
+
+
 def test_tutorial_strategy_is_under_30_lines() -> None:
     (lang, code), *_ = fenced_blocks(TUTORIAL)
     assert lang == "python"
@@ -144,6 +150,7 @@ def parameter_tables(page: Path) -> list[dict[str, str]]:
         ("greedy.md", ["greedy"]),
         ("sam2long.md", ["sam2long"]),
         ("samurai.md", ["samurai", "samurai-tree"]),
+        ("sam3-memory.md", ["sam3-memory", "sam3-memory-tree"]),
     ],
 )
 def test_strategy_pages_list_every_parameter_and_default(page: str, names: list[str]) -> None:
