@@ -222,7 +222,6 @@ class Sam3Memory:
             start=CloneStart(),
             scoring=CurrentIou(),
             pruning=TopScores(),
-            diversity=None,
             memory=ScoredFrames(self.mf_threshold, self.stride, self.max_pointers),
             weighting=Unweighted(),
         )
@@ -258,8 +257,7 @@ class Sam3MemoryTree:
             pathways=self.pathways,
             start=CloneStart(),
             scoring=CumulativeLogIou(self.eps),
-            pruning=TopScores(),
-            diversity=DistinctRoundedIou(self.delta_conf),
+            pruning=UncertaintyDiversity(self.delta_conf),
             memory=ScoredFrames(self.mf_threshold, self.stride, self.max_pointers),
             weighting=Unweighted(),
         )

@@ -19,7 +19,7 @@ from treemem import Engine, Prompt, load_strategy
 from treemem.backends.synthetic import SyntheticBackend
 from treemem.backends.synthetic_video import make_suite, make_video, mean_j
 from treemem.strategies.sam3_memory import ScoredFrames, frame_score
-from treemem.strategies.selection import DistinctRoundedIou
+from treemem.strategies.selection import TopScores, UncertaintyDiversity
 from treemem.types import (
     ConfigError,
     MemoryEntry,
@@ -332,10 +332,10 @@ def test_every_pathway_of_the_tree_applies_the_rule_to_its_own_ancestry(
 
 def test_sets_are_registered_with_sam3s_defaults() -> None:
     single = load_strategy("sam3-memory")
-    assert single.pathways == 1 and single.diversity is None
+    assert single.pathways == 1 and isinstance(single.pruning, TopScores)
     assert single.memory == ScoredFrames(0.01, 1, 16, 6)
     tree = load_strategy("sam3-memory-tree")
-    assert tree.pathways == 3 and isinstance(tree.diversity, DistinctRoundedIou)
+    assert tree.pathways == 3 and isinstance(tree.pruning, UncertaintyDiversity)
     assert tree.memory == ScoredFrames(0.01, 1, 16, 6)
     assert load_strategy("sam3-memory-tree", {"P": "5", "stride": "3"}).memory.stride == 3  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="stride"):
