@@ -8,6 +8,7 @@ from treemem.backends.sam2.loading import (
     config_for_checkpoint,
     load_checkpoint,
     load_model,
+    resolve_config,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "config_for_checkpoint",
     "load_checkpoint",
     "load_model",
+    "resolve_config",
 ]

@@ -43,6 +43,26 @@ def config_for_checkpoint(checkpoint: Path) -> str:
     return f"configs/{version}/{version}_hiera_{_SIZES[match.group(2)]}.yaml"
 
 
+_CONFIG_NAME = re.compile(
+    r"(?:configs/)?(?:(sam2|sam2\.1)/)?(sam2|sam2\.1)_hiera_"
+    r"(tiny|small|base_plus|base-plus|bplus|b\+|large|t|s|l)(?:\.yaml)?"
+)
+
+
+def resolve_config(config: str) -> str:
+    """sam2's config name for any form sam2 users write: `configs/sam2.1/sam2.1_hiera_t.yaml`,
+    `sam2.1/sam2.1_hiera_t.yaml`, `sam2.1_hiera_t.yaml`, `sam2.1_hiera_t` (sizes also as
+    tiny, small, base_plus, large). Any other name is passed to sam2 as given (a config of
+    the user's own)."""
+    match = _CONFIG_NAME.fullmatch(config.strip())
+    if match is None:
+        return config
+    folder, version, size = match.groups()
+    if folder is not None and folder != version:
+        raise ConfigError(f"sam2 config {config!r} names two versions ({folder}, {version})")
+    return f"configs/{version}/{version}_hiera_{_SIZES[size]}.yaml"
+
+
 def image_size_overrides(image_size: int | None) -> list[str]:
     """Hydra overrides for a reduced input size (a multiple of 32); RoPE sizes follow."""
     if image_size is None:
@@ -61,6 +81,7 @@ def build_model(config: str, *, device: str = "cpu", image_size: int | None = No
     """A SAM2VideoPredictor (a SAM2Base) with freshly initialised weights, in eval mode."""
     from sam2.build_sam import build_sam2_video_predictor
 
+    config = resolve_config(config)
     try:
         model = build_sam2_video_predictor(
             config,

@@ -14,7 +14,12 @@ from treemem.types import ConfigError
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
-from treemem.backends.sam2 import Sam2Backend, build_random_model, config_for_checkpoint  # noqa: E402
+from treemem.backends.sam2 import (  # noqa: E402
+    Sam2Backend,
+    build_random_model,
+    config_for_checkpoint,
+    resolve_config,
+)
 
 
 @pytest.mark.parametrize(
@@ -113,3 +118,45 @@ def test_greedy_box_and_points_prompts_equal_predictor(oracle_frames: tuple) -> 
     for decision in decisions:
         mask = backend.mask_logits(decision.node) > 0
         assert np.array_equal(mask, expected[(decision.frame, decision.obj)])
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        "sam2.1/sam2.1_hiera_t.yaml",
+        "sam2.1_hiera_t.yaml",
+        "sam2.1_hiera_t",
+        "sam2.1_hiera_tiny",
+    ],
+)
+def test_config_names_as_sam2_users_write_them(given: str) -> None:
+    assert resolve_config(given) == "configs/sam2.1/sam2.1_hiera_t.yaml"
+
+
+def test_config_names_resolve_for_every_size_and_version() -> None:
+    assert resolve_config("sam2_hiera_b+") == "configs/sam2/sam2_hiera_b+.yaml"
+    assert resolve_config("sam2.1_hiera_large.yaml") == "configs/sam2.1/sam2.1_hiera_l.yaml"
+    assert resolve_config("configs/my/own.yaml") == "configs/my/own.yaml"  # passed as given
+    with pytest.raises(ConfigError, match="two versions"):
+        resolve_config("sam2/sam2.1_hiera_t.yaml")
+
+
+def test_run_takes_a_short_config_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--config sam2.1_hiera_t.yaml` (refused as unknown before) loads the tiny model."""
+    from PIL import Image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(2):
+        Image.fromarray(np.full((64, 64, 3), 40 * index, np.uint8)).save(
+            frames / f"{index:05d}.jpg"
+        )
+    checkpoint = tmp_path / "weights.pt"
+    torch.manual_seed(0)
+    torch.save({"model": build_random_model(image_size=64).state_dict()}, checkpoint)
+    code = main(["run", str(frames), "--box", "10,10,40,40", "--checkpoint", str(checkpoint),
+                 "--config", "sam2.1_hiera_t.yaml", "--image-size", "64", "--device", "cpu",
+                 "--strategy", "greedy", "--out", str(tmp_path / "out"), "--no-progress"])
+    capsys.readouterr()
+    assert code == 0 and len(list((tmp_path / "out" / "masks").glob("*.png"))) == 2
