@@ -25,6 +25,13 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _check_tree(pathways: int, delta_conf: float, eps: float) -> None:
+    """The parameters every SAM2Long-style tree set shares (P, its uncertainty rule, its log)."""
+    _check(pathways >= 1, f"pathways must be >= 1, got {pathways}")
+    _check(delta_conf >= 0.0, f"delta_conf must be >= 0, got {delta_conf}")
+    _check(eps > 0.0, f"eps must be > 0, got {eps}")
+
+
 @register_strategy
 @dataclass(frozen=True)
 class Sam2Long:
@@ -39,12 +46,10 @@ class Sam2Long:
     eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        _check(self.pathways >= 1, f"pathways must be >= 1, got {self.pathways}")
+        _check_tree(self.pathways, self.delta_conf, self.eps)
         _check(0.0 <= self.delta_iou <= 1.0, f"delta_iou must be in [0, 1], got {self.delta_iou}")
-        _check(self.delta_conf >= 0.0, f"delta_conf must be >= 0, got {self.delta_conf}")
         _check(self.w_low <= self.w_high, f"w_low ({self.w_low}) must be <= w_high ({self.w_high})")
         _check(self.w_low > 0.0, f"w_low must be > 0, got {self.w_low}")
-        _check(self.eps > 0.0, f"eps must be > 0, got {self.eps}")
 
     def build(self) -> StrategySet:
         return StrategySet(
@@ -173,9 +178,7 @@ class SamuraiTree:
     eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        _check(self.pathways >= 1, f"pathways must be >= 1, got {self.pathways}")
-        _check(self.delta_conf >= 0.0, f"delta_conf must be >= 0, got {self.delta_conf}")
-        _check(self.eps > 0.0, f"eps must be > 0, got {self.eps}")
+        _check_tree(self.pathways, self.delta_conf, self.eps)
         _check_samurai(self)
 
     def build(self) -> StrategySet:
@@ -246,9 +249,7 @@ class Sam3MemoryTree:
     eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        _check(self.pathways >= 1, f"pathways must be >= 1, got {self.pathways}")
-        _check(self.delta_conf >= 0.0, f"delta_conf must be >= 0, got {self.delta_conf}")
-        _check(self.eps > 0.0, f"eps must be > 0, got {self.eps}")
+        _check_tree(self.pathways, self.delta_conf, self.eps)
         _check_sam3(self)
 
     def build(self) -> StrategySet:

@@ -229,29 +229,24 @@ def test_bench_out_under_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
     one_line_error(capsys, code, str(afile))
 
 
-def test_overlay_out_under_a_file(saved: Path, tmp_path: Path,
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tree", "RUN", "--out", "AFILE/tree.png"],
+        ["tree", "RUN", "--graphml", "AFILE/tree.graphml"],
+        ["tree", "RUN", "--json", "AFILE/tree.json"],
+        ["overlay", "RUN", "--video", "FRAMES", "--out", "AFILE/overlay.mp4"],
+        ["overlay", "RUN", "--video", "FRAMES", "--montage", "AFILE/montage.png"],
+    ],
+)
+def test_figures_out_under_a_file(saved: Path, tmp_path: Path, command: list[str],
                                   capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     assert main(run_args(saved, run)) == 0
     capsys.readouterr()
     afile = tmp_path / "afile"
     afile.write_text("x")
-    code = main(["overlay", str(run), "--video", str(saved / "frames"), "--out",
-                 str(afile / "overlay.mp4")])
-    one_line_error(capsys, code, str(afile))
-    code = main(["overlay", str(run), "--video", str(saved / "frames"), "--montage",
-                 str(afile / "montage.png")])
-    one_line_error(capsys, code, str(afile))
-
-
-def test_tree_out_under_a_file(saved: Path, tmp_path: Path,
-                               capsys: pytest.CaptureFixture[str]) -> None:
-    run = tmp_path / "run"
-    assert main(run_args(saved, run)) == 0
-    capsys.readouterr()
-    afile = tmp_path / "afile"
-    afile.write_text("x")
-    for option, name in (("--out", "tree.png"), ("--graphml", "tree.graphml"),
-                         ("--json", "tree.json")):
-        code = main(["tree", str(run), option, str(afile / name)])
-        one_line_error(capsys, code, str(afile), "is a file")
+    places = {"RUN": str(run), "FRAMES": str(saved / "frames"), "AFILE": str(afile)}
+    for name, place in places.items():
+        command = [part.replace(name, place) for part in command]
+    one_line_error(capsys, main(command), str(afile), "is a file")
