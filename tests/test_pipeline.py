@@ -160,15 +160,20 @@ def test_run_into_a_path_under_a_file(saved: Path, tmp_path: Path,
     one_line_error(capsys, code, str(afile), "is a file")
 
 
-def test_run_into_a_path_that_cannot_be_made(saved: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_output_that_cannot_be_made(saved: Path, tmp_path: Path, command: str,
+                                    capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "locked" / "out"
+    args = run_args(saved, out)
+    if command == "bench":
+        args = ["bench", str(saved.parent), "--strategy", "greedy", "--out", str(out)]
+
     def refuse(self: Path, *args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "mkdir", refuse)
-    code = main(run_args(saved, tmp_path / "locked" / "out"))
-    one_line_error(capsys, code, "cannot create", "Permission denied")
+    one_line_error(capsys, main(args), "cannot create", "Permission denied")
 
 
 def full_disk_after(count: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,3 +255,32 @@ def test_figures_out_under_a_file(saved: Path, tmp_path: Path, command: list[str
     for name, place in places.items():
         command = [part.replace(name, place) for part in command]
     one_line_error(capsys, main(command), str(afile), "is a file")
+
+
+@pytest.mark.parametrize(
+    ("module", "function", "command"),
+    [
+        ("treemem.viz.tree_figure", "save_figure", ["tree", "RUN", "--out", "OUT/tree.png"]),
+        ("treemem.viz.tree_export", "export_graphml",
+         ["tree", "RUN", "--graphml", "OUT/tree.graphml"]),
+        ("treemem.viz.overlay", "write_video",
+         ["overlay", "RUN", "--video", "FRAMES", "--out", "OUT/overlay.mp4"]),
+    ],
+)
+def test_figures_on_a_full_disk(saved: Path, tmp_path: Path, module: str, function: str,
+                                command: list[str], capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    run = tmp_path / "run"
+    assert main(run_args(saved, run)) == 0
+    capsys.readouterr()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(importlib.import_module(module), function, full)
+    places = {"RUN": str(run), "FRAMES": str(saved / "frames"), "OUT": str(tmp_path)}
+    for name, place in places.items():
+        command = [part.replace(name, place) for part in command]
+    one_line_error(capsys, main(command), "No space left on device", str(tmp_path))
