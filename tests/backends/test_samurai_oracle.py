@@ -160,7 +160,7 @@ def _run(name: str, overrides: dict[str, str]) -> Run:
         run.masks[frame] = backend.mask_logits(decision.node) > 0
         beam = engine.beams[1]
         assert beam.frame == frame  # one pathway: every frame is decided as it is tracked
-        state = beam.states[0]
+        state = beam.pathways[0].state
         run.stable_after[frame] = state.stable  # type: ignore[attr-defined]
         if state.mean is not None:  # type: ignore[attr-defined]
             run.mean_after[frame] = state.mean  # type: ignore[attr-defined]
