@@ -1,7 +1,8 @@
 """`dtype` on the SAM 2 backend (`--dtype`, `track(dtype=...)`, `Sam2Backend(autocast=...)`):
 fp32 is today's code path bit for bit, with no autocast entered; bf16 runs the model under
 CPU autocast through `treemem run` and `track()`, its masks close to fp32's (random-weight
-SAM 2.1 tiny at 64 px, 4 frames; on it bf16 agrees with fp32 on about 99.7% of pixels)."""
+SAM 2.1 tiny at 64 px, 4 frames; on it bf16 agrees with fp32 on about 99.7% of pixels), and
+greedy under bf16 equals sam2's own predictor under the same autocast, bit for bit."""
 
 from __future__ import annotations
 
@@ -170,3 +171,21 @@ def test_a_dtype_torch_cannot_autocast_is_one_config_error(clip: dict[str, objec
         autocast_dtype("int8")
     Sam2Backend(clip["model"], lambda i: frames[i], FRAMES, frames.shape[1:3],
                 autocast=torch.float16)
+
+
+def test_greedy_bf16_equals_sam2_predictor_under_the_same_autocast(oracle_frames: tuple) -> None:
+    """sam2's predictor inside `torch.autocast("cpu", torch.bfloat16)` (as its tools run it)
+    and greedy on `Sam2Backend(autocast=torch.bfloat16)` give the same logits, bit for bit
+    (the shared oracle case, random weights, 128 px)."""
+    folder, read, mask = oracle_frames
+    model = build_random_model(seed=0, image_size=128)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        state = model.init_state(video_path=str(folder))
+        model.add_new_mask(state, 0, 1, mask)
+        reference = {f: logits[0, 0].clone() for f, _, logits in model.propagate_in_video(state)}
+    backend = Sam2Backend(model, read, len(reference), mask.shape, autocast=torch.bfloat16)
+    decisions = list(Engine(load_strategy("greedy"), backend).run([Prompt(1, 0, mask=mask)]))
+    assert [d.frame for d in decisions] == sorted(reference)
+    for decision in decisions:
+        ours = torch.from_numpy(backend.mask_logits(decision.node))
+        assert torch.equal(ours, reference[decision.frame]), decision.frame
