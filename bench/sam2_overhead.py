@@ -16,7 +16,7 @@ import resource
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 
 import treemem.backends.sam2.backend as backend_module
 from treemem import Engine, Prompt, load_strategy
-from treemem.backends.sam2 import Sam2Backend, build_random_model
+from treemem.backends.sam2 import Sam2Backend, autocast_dtype, build_random_model
 from treemem.backends.synthetic_video import make_video
 
 
@@ -56,10 +56,15 @@ class Timers:
 
 
 def run(
-    model: Any, frames: np.ndarray, mask: np.ndarray, strategy: str, overrides: dict[str, Any]
+    model: Any,
+    frames: np.ndarray,
+    mask: np.ndarray,
+    strategy: str,
+    overrides: dict[str, Any],
+    autocast: torch.dtype | None = None,
 ) -> tuple[float, float]:
     """(seconds per tracked frame, mean distinct pathways per frame)."""
-    backend = Sam2Backend(model, lambda i: frames[i], len(frames), mask.shape)
+    backend = Sam2Backend(model, lambda i: frames[i], len(frames), mask.shape, autocast=autocast)
     engine = Engine(load_strategy(strategy, overrides), backend)
     cuda = next(model.parameters()).is_cuda
     if cuda:
@@ -73,9 +78,12 @@ def run(
     return seconds / len(frames), float(np.mean(backend.distinct_rows))
 
 
-def sam2_predictor_seconds(model: Any, frames: np.ndarray, mask: np.ndarray) -> float:
+def sam2_predictor_seconds(
+    model: Any, frames: np.ndarray, mask: np.ndarray, autocast: torch.dtype | None = None
+) -> float:
     """sam2's own SAM2VideoPredictor on the same frames (JPEG folder), seconds per frame of
-    propagation (frame loading excluded)."""
+    propagation (frame loading excluded); under `torch.autocast` as sam2's tools run it when
+    `autocast` is given."""
     import tempfile
     from pathlib import Path
 
@@ -84,16 +92,20 @@ def sam2_predictor_seconds(model: Any, frames: np.ndarray, mask: np.ndarray) -> 
     with tempfile.TemporaryDirectory() as folder:
         for index, frame in enumerate(frames):
             Image.fromarray(frame).save(Path(folder) / f"{index:05d}.jpg", quality=95)
-        state = model.init_state(video_path=folder)
-        model.add_new_mask(state, 0, 1, mask)
-        cuda = next(model.parameters()).is_cuda
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in model.propagate_in_video(state):
-            pass
-        if cuda:
-            torch.cuda.synchronize()
+        device = next(model.parameters()).device
+        precision = (
+            torch.autocast(device.type, dtype=autocast) if autocast is not None else nullcontext()
+        )
+        with precision:
+            state = model.init_state(video_path=folder)
+            model.add_new_mask(state, 0, 1, mask)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in model.propagate_in_video(state):
+                pass
+            if device.type == "cuda":
+                torch.cuda.synchronize()
         return (time.perf_counter() - start) / len(frames)
 
 
@@ -131,7 +143,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bf16", action="store_true", help="CUDA autocast to bfloat16")
+    parser.add_argument(
+        "--dtype",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="precision: fp32 or autocast to bf16 / fp16 (the backend's `autocast` option, "
+        "as `treemem run --dtype`; sam2's predictor under the same autocast)",
+    )
     parser.add_argument(
         "--long", action="store_true", help="also peak memory at 100 / 1,000 frames"
     )
@@ -144,23 +162,21 @@ def main() -> None:
     model = build_random_model(args.config, seed=0, image_size=args.image_size).to(device)
     video = make_video(seed=3, num_frames=args.frames, height=360, width=480)
     frames, mask = video.frames, video.gt[0] == 1
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if args.bf16 else None
-    if autocast is not None:
-        autocast.__enter__()
-    run(model, frames[:4], mask, "greedy", {})  # warm-up
-    greedy_spf, _ = run(model, frames, mask, "greedy", {})
+    autocast = autocast_dtype(args.dtype)
+    run(model, frames[:4], mask, "greedy", {}, autocast)  # warm-up
+    greedy_spf, _ = run(model, frames, mask, "greedy", {}, autocast)
     # The split comes from a second, instrumented pass: its synchronisations slow it down,
     # so the ratios below use the plain pass.
     timers = Timers(device)
     restore = instrument(model, timers)
-    instrumented_spf, _ = run(model, frames, mask, "greedy", {})
+    instrumented_spf, _ = run(model, frames, mask, "greedy", {}, autocast)
     restore()
     scale = greedy_spf / instrumented_spf
     split = {name: scale * s / len(frames) for name, s in timers.seconds.items()}
     rest = sum(v for k, v in split.items() if k != "image encoder")
     print(
         f"device {device}, config {args.config}, image size {args.image_size}, "
-        f"{args.frames} frames, bf16 {args.bf16}"
+        f"{args.frames} frames, dtype {args.dtype}"
     )
     print(
         f"greedy: {greedy_spf:.4f} s/frame; split per frame: "
@@ -172,13 +188,13 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     print(f"| greedy | {greedy_spf:.4f} | 1.00 | 1.00 | 1.00 | - |")
     if args.compare_sam2:
-        reference = sam2_predictor_seconds(model, frames, mask)
+        reference = sam2_predictor_seconds(model, frames, mask, autocast)
         print(
             f"| sam2 SAM2VideoPredictor | {reference:.4f} | {reference / greedy_spf:.2f} "
             "| - | - | - |"
         )
     for pathways in (2, 3, 4):
-        spf, distinct = run(model, frames, mask, "sam2long", {"pathways": pathways})
+        spf, distinct = run(model, frames, mask, "sam2long", {"pathways": pathways}, autocast)
         floor = split.get("image encoder", 0.0) + distinct * rest
         print(
             f"| sam2long P={pathways} | {spf:.4f} | {spf / greedy_spf:.2f} | {distinct:.2f} | "
@@ -189,10 +205,8 @@ def main() -> None:
             long_video = make_video(seed=4, num_frames=count, height=120, width=160)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            run(model, long_video.frames, long_video.gt[0] == 1, "sam2long", {})
+            run(model, long_video.frames, long_video.gt[0] == 1, "sam2long", {}, autocast)
             print(f"peak memory after {count} frames: {peak_memory_mb(device):.0f} MiB")
-    if autocast is not None:
-        autocast.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

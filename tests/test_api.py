@@ -210,6 +210,12 @@ def test_track_refuses_bad_input(video: SyntheticVideo, tmp_path: Path) -> None:
                       backend="synthetic")
     with pytest.raises(InputError, match="needs a checkpoint"):
         treemem.track(tmp_path, video.gt[0], backend="sam2")
+    with pytest.raises(ConfigError, match="unknown dtype 'float16'; use fp32, bf16 or fp16"):
+        treemem.track(tmp_path, video.gt[0], backend="sam2", dtype="float16")
+    with pytest.raises(ConfigError, match="the synthetic backend has no dtype"):
+        treemem.track(video, video.gt[0], dtype="bf16")
+    with pytest.raises(ConfigError, match="the synthetic backend has no dtype"):
+        treemem.Predictor("synthetic", dtype="fp16")
 
 
 def test_sam2_backend_matches_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

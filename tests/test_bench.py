@@ -115,6 +115,24 @@ def test_bench_refuses_to_mix_settings_in_one_out(
     assert "other settings" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--dtype", "bf16"], "the synthetic backend has no dtype"),
+        (["--backend", "sam2", "--checkpoint", "x.pt", "--dtype", "half"], "unknown dtype 'half'"),
+    ],
+)
+def test_bench_refuses_a_dtype_in_one_line(
+    options: list[str], expected: str, suite: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    assert main(["bench", str(suite), "--strategy", "greedy", "--out", str(out), *options]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 def test_bench_needs_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "--make-synthetic" in capsys.readouterr().err

@@ -38,6 +38,7 @@ from treemem.pipeline.inputs import (
     VideoInput,
     as_prompts,
     check_box,
+    check_dtype,
     check_points,
     check_prompt,
     open_backend,
@@ -117,6 +118,7 @@ def track(
     image_size: int | None = None,
     model: Any = None,
     seed: int = 0,
+    dtype: str = "fp32",
     progress: bool = False,
 ) -> TrackResult:
     """Track the prompted objects through `video`; return every frame's masks and the tree.
@@ -143,6 +145,9 @@ def track(
         model: a sam2 model already built (`treemem.backends.sam2.load_model`), used
             instead of loading `checkpoint`.
         seed: the synthetic backend's noise seed.
+        dtype: the sam2 backend's precision: "fp32" (default, no autocast), "bf16" or
+            "fp16" (torch autocast around the model, as sam2's tools run it; the masks are
+            close to fp32's, not equal).
         progress: show a progress bar on stderr.
 
     Raises:
@@ -150,7 +155,7 @@ def track(
     """
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
-    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype)
     with open_backend(video, backend, spec) as opened:
         found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
         stream = FrameStream(opened.backend, choice.strategy, found, max_lag=max_lag)
@@ -251,6 +256,7 @@ class Predictor:
         image_size: int | None = None,
         model: Any = None,
         seed: int = 0,
+        dtype: str = "fp32",
         non_overlap_masks: bool = False,
     ) -> None:
         _check_max_lag(max_lag)
@@ -262,7 +268,9 @@ class Predictor:
         self.non_overlap_masks = non_overlap_masks
         self._backend = backend
         self._instance_used = False
-        self._spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed)
+        self._spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed,
+                               dtype)
+        check_dtype(backend, dtype)
         self._models = ModelCache()
 
     # --- sam2's API ------------------------------------------------------------------------

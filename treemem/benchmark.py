@@ -43,7 +43,13 @@ from treemem.evaluation import (
 from treemem.io.masks import object_ids, read_mask, write_palette_png
 from treemem.metrics import ObjectScores, Summary, VideoScores, summarize
 from treemem.pipeline.frames import FrameResult, FrameStream, ObjectMask
-from treemem.pipeline.inputs import ModelCache, ModelSpec, OpenedVideo, open_backend
+from treemem.pipeline.inputs import (
+    ModelCache,
+    ModelSpec,
+    OpenedVideo,
+    check_dtype,
+    open_backend,
+)
 from treemem.pipeline.runner import choose_strategy, search_frames
 from treemem.pipeline.sinks import FrameSink, PaletteFolderSink, output_errors, progress_bar
 from treemem.protocols import (
@@ -142,6 +148,8 @@ class BenchSettings:
     checkpoint: str | None = None
     image_size: int | None = None
     device: str | None = None
+    dtype: str = "fp32"
+    """The sam2 backend's precision (`treemem.pipeline.inputs.DTYPES`)."""
     skip_first_last: bool = True
     seed: int = 0
     protocol: str | None = None
@@ -154,8 +162,13 @@ class BenchSettings:
             raise ConfigError(f"unknown backend {self.backend!r} (known: {', '.join(BACKENDS)})")
         if self.backend == "sam2" and self.checkpoint is None:
             raise InputError("--backend sam2 needs --checkpoint CKPT (a SAM 2 / SAM 2.1 .pt file)")
+        check_dtype(self.backend, self.dtype)
         return ModelSpec(
-            self.checkpoint, device=self.device, image_size=self.image_size, seed=self.seed
+            self.checkpoint,
+            device=self.device,
+            image_size=self.image_size,
+            seed=self.seed,
+            dtype=self.dtype,
         )
 
 
@@ -718,6 +731,7 @@ def plan_jobs(
             "backend": settings.backend,
             "checkpoint": settings.checkpoint,
             "image_size": settings.image_size,
+            "dtype": settings.dtype,
             "skip_first_last": settings.skip_first_last,
             "seed": settings.seed,
         }
@@ -771,6 +785,7 @@ def run_benchmark(
     videos already finished there; write results.csv/json/md. `log` gets one line per event."""
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    check_dtype(settings.backend, settings.dtype)
     runs = expand_runs(strategies, sweep)
     protocol = get_protocol(settings.protocol) if settings.protocol else detect(dataset)
     split: Dataset | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from treemem.backends.sam2.backend import Sam2Backend
+from treemem.backends.sam2.backend import Sam2Backend, autocast_dtype
 from treemem.backends.sam2.loading import (
     build_random_model,
     config_for_checkpoint,
@@ -13,6 +13,7 @@ from treemem.backends.sam2.loading import (
 
 __all__ = [
     "Sam2Backend",
+    "autocast_dtype",
     "build_random_model",
     "config_for_checkpoint",
     "load_checkpoint",

@@ -10,14 +10,22 @@ Bit-exactness with sam2's own predictor is a design constraint: memory features 
 bfloat16 as sam2 stores them, the pieces sam2 computes one row at a time (object pointers, the
 pointer position encoding) are computed one row at a time here too, because a matrix product
 of one row takes a different kernel than a batch of rows.
+
+Precision: `autocast` (bfloat16 or float16) runs the model's work (encode, prompt, propose,
+commit, the mask-logit upsampling) inside `torch.autocast(device_type, dtype)`, as sam2's
+`tools/vos_inference.py` runs its predictor; the mask logits handed out stay float32. Without
+it (fp32) no autocast context is entered at all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -29,6 +37,7 @@ from treemem.backends.sam2.attention import weighted_memory_attention
 from treemem.geometry import boxes_from_occupancy
 from treemem.types import (
     Commit,
+    ConfigError,
     Float32Array,
     InputError,
     MemoryContractError,
@@ -41,6 +50,12 @@ from treemem.types import (
 )
 
 FrameReader = Callable[[int], np.ndarray]
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 
@@ -56,6 +71,42 @@ def candidate_boxes(low_res: torch.Tensor, image_size: int) -> np.ndarray:
     # Reduce on the device; only the row and column occupancy crosses to the host.
     rows, cols = inside.any(dim=-1).cpu().numpy(), inside.any(dim=-2).cpu().numpy()
     return boxes_from_occupancy(rows, cols)
+
+
+def autocast_dtype(name: str) -> torch.dtype | None:
+    """`--dtype` (fp32, bf16, fp16) -> the autocast dtype (None: fp32, no autocast)."""
+    if name not in AUTOCAST_DTYPES:
+        raise ConfigError(f"unknown dtype {name!r}; use fp32, bf16 or fp16")
+    return AUTOCAST_DTYPES[name]
+
+
+def check_autocast(device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse a dtype torch's autocast for `device` does not run (torch warns and disables
+    autocast for it, which would silently run fp32)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with torch.autocast(device.type, dtype=dtype):
+                enabled = torch.is_autocast_enabled(device.type)
+        except RuntimeError:
+            enabled = False
+    if not enabled:
+        name = next((k for k, v in AUTOCAST_DTYPES.items() if v == dtype), str(dtype))
+        raise ConfigError(
+            f"torch's {device.type} autocast does not support {name} (torch {torch.__version__});"
+            " use fp32 or bf16"
+        )
+
+
+def _model_work(method: _Method) -> _Method:
+    """Run a backend method in inference mode and under the backend's autocast, if any."""
+
+    @functools.wraps(method)
+    def wrapped(self: Sam2Backend, *args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(), self._autocast():
+            return method(self, *args, **kwargs)
+
+    return cast(_Method, wrapped)
 
 
 @dataclass(frozen=True)
@@ -127,12 +178,18 @@ class Sam2Backend:
         frame_size: tuple[int, int],
         *,
         offload: bool = False,
+        autocast: torch.dtype | None = None,
     ) -> None:
+        """`autocast`: torch.bfloat16 or torch.float16 to run the model under
+        `torch.autocast` (see the module docstring); None (default) is fp32."""
         self.model = model
         self.read_frame = read_frame
         self._num_frames = num_frames
         self._frame_size = frame_size
         self.device = next(model.parameters()).device
+        if autocast is not None:
+            check_autocast(self.device, autocast)
+        self.autocast = autocast
         self.storage = torch.device("cpu") if offload else self.device
         self._node_content: dict[int, int] = {}
         self._store: dict[int, StoredMemory] = {}
@@ -150,6 +207,11 @@ class Sam2Backend:
     @property
     def num_frames(self) -> int:
         return self._num_frames
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -188,7 +250,7 @@ class Sam2Backend:
             self._pending_frames[frame + 1] = self._reader.submit(self._image, frame + 1)
         return future
 
-    @torch.inference_mode()
+    @_model_work
     def encode(self, frame: int) -> FrameFeatures:
         if self._last is not None and self._last.frame == frame:
             return self._last
@@ -199,7 +261,7 @@ class Sam2Backend:
 
     # --- prompts -------------------------------------------------------------------------------
 
-    @torch.inference_mode()
+    @_model_work
     def prompt(
         self,
         features: object,
@@ -360,7 +422,7 @@ class Sam2Backend:
         )
         return (spatial, pointers)
 
-    @torch.inference_mode()
+    @_model_work
     def propose(
         self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
     ) -> Proposals:
@@ -570,7 +632,7 @@ class Sam2Backend:
         if self._maskmem_pos is None:
             self._maskmem_pos = pos[-1][0:1].flatten(2).permute(2, 0, 1).clone()
 
-    @torch.inference_mode()
+    @_model_work
     def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
         assert isinstance(features, FrameFeatures)
         pending = proposals.batch
@@ -646,7 +708,7 @@ class Sam2Backend:
 
     # --- output and release --------------------------------------------------------------------
 
-    @torch.inference_mode()
+    @_model_work
     def mask_logits(self, node: int) -> Float32Array:
         """sam2's video-resolution logits: the low-resolution mask upsampled bilinearly."""
         low_res = self._memory(node).low_res_mask.to(self.device)

@@ -63,6 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--checkpoint", type=Path, help="SAM 2 checkpoint (--backend sam2)")
     parser.add_argument("--image-size", type=int, help="SAM 2 input size (default: the config's)")
     parser.add_argument("--device", help="SAM 2 device (default: cuda when available)")
+    parser.add_argument(
+        "--dtype",
+        default="fp32",
+        metavar="{fp32,bf16,fp16}",
+        help="SAM 2 precision: fp32 (default) or autocast to bf16 / fp16",
+    )
     parser.add_argument("--out", type=Path, help="output folder (resumable)")
     parser.add_argument(
         "--all-frames", action="store_true", help="also score the first and last annotated frames"
@@ -103,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=None if args.checkpoint is None else str(args.checkpoint.resolve()),
         image_size=args.image_size,
         device=args.device,
+        dtype=args.dtype,
         skip_first_last=not args.all_frames,
         seed=args.seed,
         protocol=args.protocol,

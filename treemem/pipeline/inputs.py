@@ -25,6 +25,9 @@ from treemem.types import Closing, ConfigError, InputError, Prompt, UInt8Array
 
 BackendName = Literal["sam2", "synthetic"]
 BACKENDS: tuple[BackendName, ...] = ("sam2", "synthetic")
+DTYPES = ("fp32", "bf16", "fp16")
+"""The precisions the sam2 backend runs at: fp32 (no autocast), or torch autocast to
+bfloat16 / float16 around the model's work, as sam2's own tools run it."""
 
 VideoInput = str | os.PathLike[str] | npt.NDArray[np.uint8] | Any
 """A video: an mp4 path, a folder of JPEG/PNG frames, a saved synthetic video folder, a
@@ -37,7 +40,8 @@ class ModelSpec:
     """Which SAM 2 model to run and where (what `--checkpoint`, `--config`, ... give).
 
     `model` is a sam2 model already built (`treemem.backends.sam2.load_model`), used instead of
-    loading `checkpoint`; `seed` is the synthetic backend's noise seed.
+    loading `checkpoint`; `seed` is the synthetic backend's noise seed; `dtype` is one of
+    `DTYPES` (fp32, the default, runs without autocast).
     """
 
     checkpoint: str | os.PathLike[str] | None = None
@@ -47,9 +51,11 @@ class ModelSpec:
     image_size: int | None = None
     model: Any = field(default=None, compare=False, repr=False)
     seed: int = 0
+    dtype: str = "fp32"
 
     def check(self) -> None:
         """What can be checked before the video and the model are opened."""
+        check_dtype("sam2", self.dtype)
         if self.model is not None:
             return
         if self.checkpoint is None:
@@ -75,6 +81,7 @@ class ModelSpec:
             "device": self.device,
             "offload": self.offload,
             "image_size": self.image_size,
+            "dtype": self.dtype,
         }
 
 
@@ -148,6 +155,7 @@ def open_backend(
     instance reads its own frames (`video` must then be None).
     """
     spec = model if model is not None else ModelSpec()
+    check_dtype(backend, spec.dtype)
     if backend is not None and not isinstance(backend, str):
         if video is not None:
             raise InputError(
@@ -163,6 +171,25 @@ def open_backend(
     if backend == "synthetic":
         return _open_synthetic(video, spec)
     return _open_sam2(video, spec, models if models is not None else ModelCache())
+
+
+def check_dtype(backend: str | Backend | None, dtype: str) -> None:
+    """A known dtype, and one the backend has: only sam2 opened by name runs bf16 or fp16
+    (a synthetic video opened with `backend` None is refused when it is opened)."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use fp32, bf16 or fp16")
+    if dtype == "fp32":
+        return
+    if backend == "synthetic":
+        raise ConfigError(_NO_DTYPE.format(dtype=dtype))
+    if backend is not None and not isinstance(backend, str):
+        raise ConfigError(
+            f"dtype {dtype!r} applies to the sam2 backend opened by name; a Backend instance "
+            "runs at the precision it was made with"
+        )
+
+
+_NO_DTYPE = "the synthetic backend has no dtype (got {dtype!r}); bf16 and fp16 apply to sam2"
 
 
 def _numbered(count: int) -> list[str]:
@@ -182,6 +209,8 @@ def is_synthetic(video: object) -> bool:
 
 
 def _open_synthetic(video: VideoInput, spec: ModelSpec) -> OpenedVideo:
+    if spec.dtype != "fp32":
+        raise ConfigError(_NO_DTYPE.format(dtype=spec.dtype))
     synthetic = importlib.import_module("treemem.backends.synthetic")
     path: str | None = None
     if isinstance(video, (str, os.PathLike)):
@@ -240,7 +269,8 @@ def _open_sam2(video: VideoInput, spec: ModelSpec, models: ModelCache) -> Opened
 
     def make_backend() -> Backend:
         backend: Backend = module.Sam2Backend(
-            models.get(spec), read, num_frames, frame_size, offload=spec.offload
+            models.get(spec), read, num_frames, frame_size, offload=spec.offload,
+            autocast=module.autocast_dtype(spec.dtype),
         )
         return backend
 
