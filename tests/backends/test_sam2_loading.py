@@ -59,21 +59,29 @@ def test_sam2_v2_0_tiny_greedy_equals_predictor(oracle_frames: tuple) -> None:
         assert np.array_equal((backend.mask_logits(decision.node) > 0), expected[decision.frame])
 
 
-def test_checkpoint_of_another_size_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A tiny checkpoint named as a small one: a config/checkpoint mismatch, exit code 2."""
-    frames = tmp_path / "frames"
-    frames.mkdir()
+def _two_frames_and_a_tiny_checkpoint(
+    folder: Path, name: str, image_size: int
+) -> tuple[Path, Path]:
+    """A 2-frame 64x64 JPEG folder and a seeded random-weight tiny checkpoint named `name`."""
     from PIL import Image
 
+    frames = folder / "frames"
+    frames.mkdir()
     for index in range(2):
         Image.fromarray(np.full((64, 64, 3), 40 * index, np.uint8)).save(
             frames / f"{index:05d}.jpg"
         )
-    checkpoint = tmp_path / "sam2.1_hiera_small.pt"
+    checkpoint = folder / name
     torch.manual_seed(0)
-    torch.save({"model": build_random_model(image_size=128).state_dict()}, checkpoint)
+    torch.save({"model": build_random_model(image_size=image_size).state_dict()}, checkpoint)
+    return frames, checkpoint
+
+
+def test_checkpoint_of_another_size_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tiny checkpoint named as a small one: a config/checkpoint mismatch, exit code 2."""
+    frames, checkpoint = _two_frames_and_a_tiny_checkpoint(tmp_path, "sam2.1_hiera_small.pt", 128)
     code = main(
         [
             "run",
@@ -144,17 +152,7 @@ def test_config_names_resolve_for_every_size_and_version() -> None:
 
 def test_run_takes_a_short_config_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--config sam2.1_hiera_t.yaml` (refused as unknown before) loads the tiny model."""
-    from PIL import Image
-
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for index in range(2):
-        Image.fromarray(np.full((64, 64, 3), 40 * index, np.uint8)).save(
-            frames / f"{index:05d}.jpg"
-        )
-    checkpoint = tmp_path / "weights.pt"
-    torch.manual_seed(0)
-    torch.save({"model": build_random_model(image_size=64).state_dict()}, checkpoint)
+    frames, checkpoint = _two_frames_and_a_tiny_checkpoint(tmp_path, "weights.pt", 64)
     code = main(["run", str(frames), "--box", "10,10,40,40", "--checkpoint", str(checkpoint),
                  "--config", "sam2.1_hiera_t.yaml", "--image-size", "64", "--device", "cpu",
                  "--strategy", "greedy", "--out", str(tmp_path / "out"), "--no-progress"])

@@ -127,8 +127,7 @@ def build_prompts(
                 f"object {args.object} is prompted by both --mask and --box/--points; give the "
                 "box or points another id with --object"
             )
-        box = None if args.box is None else inputs.check_box(_numbers(args.box, "--box", 4),
-                                                             frame_size)
+        box = None if args.box is None else parse_box(args.box)
         points, labels = parse_points(args.points) if args.points else ((), ())
         prompt = Prompt(args.object, frame, box=box, points=points, labels=labels)
         inputs.check_prompt(prompt, frame_size, num_frames)
@@ -136,14 +135,13 @@ def build_prompts(
     return prompts
 
 
-def _numbers(text: str, option: str, count: int) -> list[float]:
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """`"x0,y0,x1,y1"` in pixels (checked against the frame with the rest of the prompt)."""
     try:
-        values = [float(v) for v in text.split(",")]
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
     except ValueError:
-        values = []
-    if len(values) != count:
-        raise InputError(f"{option} needs x0,y0,x1,y1 in pixels, got {text!r}")
-    return values
+        raise InputError(f"--box needs x0,y0,x1,y1 in pixels, got {text!r}") from None
+    return (x0, y0, x1, y1)
 
 
 def parse_points(text: str) -> tuple[tuple[tuple[float, float], ...], tuple[int, ...]]:

@@ -138,9 +138,6 @@ class FrameStream:
         end = self.backend.num_frames
         return end if self.last_frame is None else min(end, self.last_frame + 1)
 
-    def __iter__(self) -> Iterator[FrameResult]:
-        return self.frames()
-
     def frames(self, on_frame: Callable[[int], None] | None = None) -> Iterator[FrameResult]:
         """The complete frames, in order; `on_frame(done)` after each searched frame."""
         if self._started:

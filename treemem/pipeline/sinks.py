@@ -41,12 +41,17 @@ def output_errors(path: Path, action: str = "write") -> Iterator[None]:
         raise OutputError(describe_output_error(path, error, action)) from None
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The file standing where `path` or one of its parent folders must be, if any."""
+    return next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+
+
 def describe_output_error(path: Path, error: OSError, action: str = "write") -> str:
     """`cannot write PATH: CAUSE; WHAT TO DO`, the cause in words (no traceback)."""
     code = error.errno
     cause = os.strerror(code) if code else str(error)
     if code == errno.ENOTDIR or (code == errno.EEXIST and not Path(path).is_dir()):
-        blocker = next((p for p in [Path(path), *Path(path).parents] if p.is_file()), None)
+        blocker = file_in_the_way(Path(path))
         cause = f"{blocker} is a file, not a folder" if blocker is not None else cause
     hint = {
         errno.ENOSPC: "free some space and rerun (a run folder resumes with --resume)",
@@ -134,7 +139,7 @@ def check_output(out: Path, *, overwrite: bool, resume: bool = False) -> None:
     that run is finished (nothing is written)."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
-    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(out.parent)
     if blocker is not None:
         raise OutputError(f"cannot create {out}: {blocker} is a file, not a folder; "
                           "choose another output path")
