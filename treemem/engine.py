@@ -109,7 +109,7 @@ class Engine:
     `max_lag` forces a decision from the current best pathway once an undecided frame is that
     many frames old (for live use; the exact rule alone reproduces the final answer).
     `direction` is the order frames are tracked in (see the module docstring); the frames
-    given to `run` must follow it.
+    given to `run` must follow it; `sign` is +1 forward, -1 backward.
     """
 
     def __init__(
@@ -124,7 +124,7 @@ class Engine:
         if max_lag is not None and max_lag < 0:
             raise InputError(f"max_lag must be >= 0, got {max_lag}")
         try:
-            self.step = frame_step(direction)
+            self.sign = frame_step(direction)
         except ValueError as error:
             raise InputError(str(error)) from None
         self.direction = direction
@@ -150,8 +150,8 @@ class Engine:
             raise InputError("at least one prompt is needed")
         prompt_nodes = self._prompt_all(prompts)
         first = min((p.frame for p in prompts), key=self._position)
-        end = self.backend.num_frames if self.step > 0 else -1
-        order = range(first, end, self.step) if frames is None else frames
+        end = self.backend.num_frames if self.sign > 0 else -1
+        order = range(first, end, self.sign) if frames is None else frames
         for frame in order:
             features = self.backend.encode(frame)
             for prompt, node in prompt_nodes:
@@ -222,7 +222,7 @@ class Engine:
         """A frame's place in tracking order (ascending in both directions; the map is its own
         inverse): the lineage and every age or "later than" test work in positions, so they
         need no direction."""
-        return frame * self.step
+        return frame * self.sign
 
     def _select(
         self,
