@@ -224,6 +224,29 @@ def test_backward_and_both_from_a_mid_video_prompt(video: SyntheticVideo) -> Non
             assert np.array_equal(mask, backward.masks[frame] == obj), (frame, obj)
 
 
+def test_a_stream_starts_and_stops_where_it_is_told(video: SyntheticVideo) -> None:
+    """What a sam2-style predictor asks of the run layer: one direction from a start frame
+    for a number of frames. Frames before the object's prompt (in tracking order) are empty;
+    from the prompt on they are the same as a search started at the prompt."""
+    from treemem.pipeline.frames import FrameStream
+
+    prompt = Prompt(1, 10, mask=video.gt[10] == 1)
+
+    def frames(**where: object) -> dict[int, np.ndarray]:
+        stream = FrameStream(SyntheticBackend(video), load_strategy("greedy"), [prompt],
+                             direction="backward", **where)  # type: ignore[arg-type]
+        return {r.frame: r.ids() for r in stream.frames()}
+
+    from_prompt = frames()
+    late = frames(start_frame=13, last_frame=13 - 8)
+    assert list(late) == list(range(13, 4, -1))
+    assert not any(late[f].any() for f in (13, 12, 11))
+    for frame in range(10, 4, -1):
+        np.testing.assert_array_equal(late[frame], from_prompt[frame])
+    with pytest.raises(InputError, match="cannot track backward from frame 3 to frame 9"):
+        frames(start_frame=3, last_frame=9)
+
+
 def test_both_takes_each_objects_frames_before_its_first_prompt_from_the_backward_search(
     video: SyntheticVideo,
 ) -> None:

@@ -135,7 +135,9 @@ class FrameStream:
     direction, the earliest forward and the latest backward) to `last_frame` (inclusive;
     default: the end of the video that way); an object is tracked from its first prompt
     reached, and a prompt beyond `start_frame` on the side not tracked is conditioning
-    memory only. "both" takes neither frame (see the module docstring).
+    memory only. sam2's `max_frame_num_to_track=m` from frame s is `last_frame = s + m`
+    forward and `s - m` backward (clamped to the video, as sam2 clamps it). "both" takes
+    neither frame (see the module docstring).
     """
 
     backend: Backend
@@ -175,14 +177,14 @@ class FrameStream:
         """(first, last) frame one search tracks, both inclusive, in tracking order."""
         if not self.prompts:
             raise InputError("at least one prompt is needed")
-        step = frame_step(direction)
+        sign = frame_step(direction)
         frames = [p.frame for p in self.prompts]
         first = self.start_frame
         if first is None:
-            first = min(frames, key=lambda f: f * step)
-        end = self.backend.num_frames - 1 if step > 0 else 0
+            first = min(frames, key=lambda f: f * sign)
+        end = self.backend.num_frames - 1 if sign > 0 else 0
         last = end if self.last_frame is None else self.last_frame
-        if not 0 <= first < self.backend.num_frames or (last - first) * step < 0:
+        if not 0 <= first < self.backend.num_frames or (last - first) * sign < 0:
             raise InputError(
                 f"cannot track {direction} from frame {first} to frame {last} of a "
                 f"{self.backend.num_frames}-frame video"
@@ -238,12 +240,12 @@ class FrameStream:
     ) -> Iterator[FrameResult]:
         """One search's complete frames, in its tracking order."""
         objects = self.objects
-        step = frame_step(direction)
+        sign = frame_step(direction)
         first, last = self._span(direction)
-        end = last + step
+        end = last + sign
 
         def position(frame: int) -> int:
-            return frame * step
+            return frame * sign
 
         starts: dict[int, int] = {}
         for prompt in sorted(self.prompts, key=lambda p: position(p.frame)):
@@ -255,7 +257,7 @@ class FrameStream:
             direction=direction,
         )
         pending: dict[int, dict[int, ObjectMask]] = {}
-        searched = [first - step]
+        searched = [first - sign]
 
         def progress(frame: int) -> None:
             searched[0] = frame
@@ -266,7 +268,7 @@ class FrameStream:
             return obj in starts and position(starts[obj]) <= position(frame)
 
         next_frame = first
-        frames = range(first, end, step)
+        frames = range(first, end, sign)
         for decision in engine.run(self.prompts, frames=frames, progress=progress):
             self.decisions.append(decision)
             newest = min(position(searched[0]) + 1, position(last))
@@ -288,7 +290,7 @@ class FrameStream:
                 pending.pop(next_frame, None)
                 masks = tuple(found.get(o, empty) for o in objects)
                 yield FrameResult(next_frame, objects, masks)
-                next_frame += step
+                next_frame += sign
         self.rejected += engine.rejected
         if next_frame != end:
             raise TreememError(
