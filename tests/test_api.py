@@ -218,10 +218,15 @@ def test_backward_and_both_from_a_mid_video_prompt(video: SyntheticVideo) -> Non
         for prompt in prompts:
             predictor.add_new_mask(state, mid, prompt.obj, prompt.mask)
         found = list(predictor.propagate_in_video(state, reverse=True, max_frame_num_to_track=4))
+        two_ways = list(predictor.propagate_in_video(state, direction="both"))
     assert [frame for frame, _, _ in found] == [10, 9, 8, 7, 6]
     for frame, obj_ids, masks in found:
         for obj, mask in zip(obj_ids, masks, strict=True):
             assert np.array_equal(mask, backward.masks[frame] == obj), (frame, obj)
+    assert sorted(frame for frame, _, _ in two_ways) == list(range(FRAMES))
+    for frame, obj_ids, masks in two_ways:
+        for obj, mask in zip(obj_ids, masks, strict=True):
+            assert np.array_equal(mask, both.masks[frame] == obj), (frame, obj)
 
 
 def test_a_stream_starts_and_stops_where_it_is_told(video: SyntheticVideo) -> None:

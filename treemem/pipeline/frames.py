@@ -211,8 +211,8 @@ class FrameStream:
         search (one before that object's first prompt) waits for it."""
         starts = {obj: min(p.frame for p in self.prompts if p.obj == obj) for obj in self.objects}
         waiting: dict[int, FrameResult] = {}
-        forward_frames = self._span("forward")
-        done = abs(forward_frames[1] - forward_frames[0]) + 1
+        first, last = self._span("forward")
+        done = last - first + 1  # frames the forward search visits
 
         def backward_progress(count: int) -> None:
             if on_frame is not None:
