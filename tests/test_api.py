@@ -29,7 +29,7 @@ def test_track_equals_the_engine_run_directly(video: SyntheticVideo, strategy: s
     backend = SyntheticBackend(video)
     engine = treemem.Engine(load_strategy(strategy), backend)
     labels = np.zeros(video.gt.shape, np.uint8)
-    for decision in engine.run(video.first_frame_prompts()):
+    for decision in engine.run(video.first_frame_prompts(), range(backend.num_frames)):
         # the synthetic logits are +-1, so a contested pixel goes to the lower id
         mask = backend.mask_logits(decision.node) > 0
         frame = labels[decision.frame]

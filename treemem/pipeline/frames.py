@@ -14,7 +14,7 @@ waits for a slower object costs about one byte per pixel per object, not four.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,10 +105,15 @@ class FrameResult:
 class FrameStream:
     """Runs the search and yields `FrameResult`s in frame order as they complete.
 
+    Two ways to drive it: `frames()` runs a whole video of known length (first prompt to
+    `end_frame`); `track(frames)` runs any iterable of frame indices, of unknown length (a
+    live source), and `start`/`step`/`finish` do the same one frame at a time for a caller that
+    is handed frames (`treemem.stream`), which may also add prompts between frames
+    (`add_prompts`). Nothing here reads the video's length except `end_frame`, for `frames()`.
+
     After (or while) iterating: `record` is the search tree, `decisions` the engine's
     decisions in the order they came, `lags` how many frames late each was decided,
     `forced` how many `max_lag` forced, `rejected` the candidates rejected as non-finite.
-    `on_frame(done, total)` is called after each searched frame (progress).
     """
 
     backend: Backend
@@ -122,70 +127,117 @@ class FrameStream:
     lags: list[int] = field(default_factory=list)
     forced: int = 0
     rejected: int = 0
-    _started: bool = field(default=False, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
+    _starts: dict[int, int] = field(default_factory=dict, repr=False)
+    """Object -> its first prompt frame."""
+    _pending: dict[int, dict[int, ObjectMask]] = field(default_factory=dict, repr=False)
+    _next_frame: int = field(default=0, repr=False)
+    _frame: int | None = field(default=None, repr=False)
+    """The frame searched last (lags are counted from it)."""
 
     @property
     def objects(self) -> tuple[int, ...]:
+        if self._engine is not None:
+            return tuple(sorted(self._starts))
         return tuple(sorted({p.obj for p in self.prompts}))
 
     @property
     def first_frame(self) -> int:
+        if self._starts:
+            return min(self._starts.values())
         return min(p.frame for p in self.prompts)
 
     @property
     def end_frame(self) -> int:
-        """One past the last tracked frame."""
+        """One past the last tracked frame of a video of known length."""
         end = self.backend.num_frames
         return end if self.last_frame is None else min(end, self.last_frame + 1)
 
     def frames(self, on_frame: Callable[[int], None] | None = None) -> Iterator[FrameResult]:
-        """The complete frames, in order; `on_frame(done)` after each searched frame."""
-        if self._started:
-            raise TreememError("a FrameStream runs one search; make a new one to track again")
-        self._started = True
-        objects = self.objects
-        if not self.prompts:
-            raise TreememError("at least one prompt is needed")
-        starts = {obj: min(p.frame for p in self.prompts if p.obj == obj) for obj in objects}
-        first, end = self.first_frame, self.end_frame
-        empty = ObjectMask.empty(self.backend.frame_size)
-        engine = Engine(self.strategy, self.backend, record=self.record, max_lag=self.max_lag)
-        pending: dict[int, dict[int, ObjectMask]] = {}
-        searched = [first - 1]
+        """The complete frames of the whole video, in order; `on_frame(done)` after each
+        searched frame."""
+        end = self.end_frame
+        yield from self.track(range(self.first_frame, end), on_frame)
+        if self._next_frame < end:
+            raise TreememError(
+                f"frame {self._next_frame} was not decided for every object; this is a treemem "
+                "bug, please report it"
+            )
 
-        def progress(frame: int) -> None:
-            searched[0] = frame
+    def track(
+        self, frames: Iterable[int], on_frame: Callable[[int], None] | None = None
+    ) -> Iterator[FrameResult]:
+        """The complete frames of `frames` (increasing frame indices from the first prompt
+        on, any number of them), in order; the end of `frames` finalises what is open."""
+        self.start()
+        first = self.first_frame
+        for frame in frames:
+            yield from self.step(frame)
             if on_frame is not None:
                 on_frame(frame - first + 1)
+        yield from self.finish()
 
-        next_frame = first
-        for decision in engine.run(self.prompts, frames=range(first, end), progress=progress):
-            self.decisions.append(decision)
-            self.lags.append(min(searched[0] + 1, end - 1) - decision.frame)
-            self.forced += decision.forced
-            if decision.frame >= end:
-                continue
-            logits = self.backend.mask_logits(decision.node)
-            if logits.shape != self.backend.frame_size:
-                raise TreememError(
-                    f"the backend gave {logits.shape} mask logits for a "
-                    f"{self.backend.frame_size} video"
-                )
-            pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
-            while next_frame < end:
-                found = pending.get(next_frame, {})
-                if any(starts[o] <= next_frame and o not in found for o in objects):
-                    break
-                pending.pop(next_frame, None)
-                masks = tuple(found.get(o, empty) for o in objects)
-                yield FrameResult(next_frame, objects, masks)
-                next_frame += 1
+    def start(self) -> None:
+        """Make the engine and store the prompts given so far (at least one)."""
+        if self._engine is not None:
+            raise TreememError("a FrameStream runs one search; make a new one to track again")
+        if not self.prompts:
+            raise TreememError("at least one prompt is needed")
+        self._engine = Engine(self.strategy, self.backend, record=self.record,
+                              max_lag=self.max_lag)
+        self.add_prompts(self.prompts)
+        self._next_frame = self.first_frame
+
+    def add_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """More prompts, on frames not searched yet (a new object, or a re-prompt)."""
+        engine = self._running()
+        engine.add_prompts(prompts)
+        for prompt in prompts:
+            self._starts[prompt.obj] = min(prompt.frame, self._starts.get(prompt.obj, prompt.frame))
+
+    def step(self, frame: int) -> Iterator[FrameResult]:
+        """Search `frame`; yields the frames it completes."""
+        engine = self._running()
+        self._frame = frame
+        for decision in engine.step(frame):
+            yield from self._take(decision)
         self.rejected = engine.rejected
-        if next_frame < end:
+
+    def finish(self) -> Iterator[FrameResult]:
+        """The end of the frames: decide what is still open, yield the frames left."""
+        engine = self._running()
+        for decision in engine.finish():
+            yield from self._take(decision)
+        self.rejected = engine.rejected
+
+    def _running(self) -> Engine:
+        if self._engine is None:
+            raise TreememError("call start() first")
+        return self._engine
+
+    def _take(self, decision: FrameDecision) -> Iterator[FrameResult]:
+        """Keep one decision's mask; yield the frames it completes, in order."""
+        self.decisions.append(decision)
+        current = decision.frame if self._frame is None else self._frame
+        self.lags.append(current - decision.frame)
+        self.forced += decision.forced
+        logits = self.backend.mask_logits(decision.node)
+        if logits.shape != self.backend.frame_size:
             raise TreememError(
-                f"frame {next_frame} was not decided for every object; this is a treemem bug, "
-                "please report it"
+                f"the backend gave {logits.shape} mask logits for a "
+                f"{self.backend.frame_size} video"
             )
+        self._pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
+        objects = self.objects
+        empty = ObjectMask.empty(self.backend.frame_size)
+        while self._next_frame in self._pending:
+            found = self._pending[self._next_frame]
+            if any(self._starts[o] <= self._next_frame and o not in found for o in objects):
+                break
+            del self._pending[self._next_frame]
+            masks = tuple(found.get(o, empty) for o in objects)
+            yield FrameResult(self._next_frame, objects, masks)
+            self._next_frame += 1
 
 
 __all__ = ["FrameResult", "FrameStream", "ObjectMask", "compose_ids"]
