@@ -96,15 +96,20 @@ class LiveTracker:
     _closed: bool = False
     pushed: int = 0
     """How many frames were pushed (the index the next one gets)."""
+    given: list[Prompt] = field(default_factory=list)
+    """Every prompt given so far, as records (a mask becomes records at the first frame)."""
 
-    def prompt(self, prompts: LivePrompts) -> None:
-        """Prompts for the next frame pushed (a mask) or for their own frames (`Prompt`s,
-        on a frame not pushed yet): a new object, or a re-prompt of a tracked one."""
+    def prompt(self, prompts: LivePrompts, frame: int | None = None) -> None:
+        """Prompts on frames not pushed yet: `Prompt`s on their own frames, a mask on `frame`
+        (default: the next frame pushed); a new object, or a re-prompt of a tracked one."""
         self._check_open()
         if prompts is None:
             return
         if isinstance(prompts, (str, os.PathLike, np.ndarray)):
-            self._masks.append((self.pushed, prompts))
+            at = self.pushed if frame is None else frame
+            if at < self.pushed:
+                raise InputError(f"the mask prompt is on frame {at}, which was pushed already")
+            self._masks.append((at, prompts))
             return
         found = [prompts] if isinstance(prompts, Prompt) else list(prompts)
         for prompt in found:
@@ -118,6 +123,7 @@ class LiveTracker:
             if self.frame_size is not None:
                 check_prompt(prompt, self.frame_size, None)
         self._waiting += found
+        self.given += found
 
     def push(self, frame: UInt8Array, prompts: LivePrompts = None) -> list[FrameResult]:
         """Search one more frame ((H, W, 3) uint8 RGB), with `prompts` on it if given;
@@ -219,7 +225,9 @@ class LiveTracker:
         """The prompts on frame `index` (masks given for it become prompts now)."""
         assert self.frame_size is not None
         for frame, mask in self._masks:
-            self._waiting += as_prompts(mask, self.frame_size, None, frame)
+            found = as_prompts(mask, self.frame_size, None, frame)
+            self._waiting += found
+            self.given += found
         self._masks.clear()
         due = [p for p in self._waiting if p.frame == index]
         self._waiting = [p for p in self._waiting if p.frame != index]
