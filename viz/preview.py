@@ -41,7 +41,7 @@ PAGE = """<!doctype html>
 img{display:block;max-width:100vw;max-height:92vh;margin:auto}p{text-align:center}</style>
 </head>
 <body>
-<img id="preview" src="stream.mjpg" alt="treemem live preview">
+<img id="preview" alt="treemem live preview">
 <p id="status">waiting for the first decided frame</p>
 <script>
 const preview = document.getElementById("preview");
@@ -50,6 +50,7 @@ preview.onload = () => {
   status.textContent = `live: ${preview.naturalWidth}x${preview.naturalHeight}`;
 };
 preview.onerror = () => { status.textContent = "the preview stream ended"; };
+preview.src = "stream.mjpg" + location.search;  // ?frames=N passes on to the stream
 </script>
 </body>
 </html>
@@ -123,8 +124,9 @@ class OverlayFolder:
 
 
 class PreviewServer:
-    """`--serve`: the newest decided frame, overlaid, as MJPEG at `/stream.mjpg`, the newest
-    JPEG at `/frame.jpg`, and a page showing the stream at `/`."""
+    """`--serve`: the newest decided frame, overlaid, as MJPEG at `/stream.mjpg` (with
+    `?frames=N`: N frames, then the stream ends), the newest JPEG at `/frame.jpg`, and a page
+    showing the stream at `/` (its query passes on to the stream)."""
 
     def __init__(self, host: str, port: int, overlays: Overlays) -> None:
         self.overlays = overlays
@@ -180,7 +182,7 @@ class PreviewServer:
 def _handler(preview: PreviewServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", PAGE.encode())
             elif path == "/frame.jpg":
@@ -190,7 +192,7 @@ def _handler(preview: PreviewServer) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._send(200, "image/jpeg", newest)
             elif path == "/stream.mjpg":
-                self._stream()
+                self._stream(_frames(query))
             else:
                 self._send(404, "text/plain", b"not found\n")
 
@@ -202,15 +204,15 @@ def _handler(preview: PreviewServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _stream(self) -> None:
+        def _stream(self, frames: int | None) -> None:
             self.send_response(200)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            seen = 0
+            seen, sent = 0, 0
             try:
-                while (found := preview.next_frame(seen)) is not None:
-                    seen, jpeg = found
+                while sent != frames and (found := preview.next_frame(seen)) is not None:
+                    (seen, jpeg), sent = found, sent + 1
                     head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                             f"Content-Length: {len(jpeg)}\r\n\r\n")
                     self.wfile.write(head.encode() + jpeg + b"\r\n")
@@ -223,3 +225,13 @@ def _handler(preview: PreviewServer) -> type[BaseHTTPRequestHandler]:
             """Quiet: the run's own output is what the terminal shows."""
 
     return Handler
+
+
+def _frames(query: str) -> int | None:
+    """`frames=N` in a query: end the stream after N frames (a snapshot for `curl`, a page
+    that finishes loading); None (stream until the run ends) without it or when not a count."""
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        if key == "frames" and value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
