@@ -177,6 +177,7 @@ def bad_masks(folder: Path, size: tuple[int, int]) -> dict[str, Path]:
         ("sam2_missing_video", "video not found"),
         ("unknown_dtype", "unknown dtype 'fp64'; use fp32, bf16 or fp16"),
         ("synthetic_dtype", "the synthetic backend has no dtype"),
+        ("synthetic_compile", "the synthetic backend has no model to compile"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(
@@ -214,6 +215,7 @@ def test_bad_input_is_exit_2_with_one_line(
         "sam2_missing_video": [*sam2[:1], str(tmp_path / "no.mp4"), *sam2[1:]],
         "unknown_dtype": [*sam2[:1], str(junk), *sam2[1:], "--dtype", "fp64"],
         "synthetic_dtype": [*synthetic, "--mask", good_mask, "--dtype", "bf16"],
+        "synthetic_compile": [*synthetic, "--mask", good_mask, "--compile"],
     }.get(case, [*synthetic, "--mask", str(masks.get(case, good_mask)), "--objects", "2"])
     code, _, err = run_cli(args, capsys)
     assert code == 2

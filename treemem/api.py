@@ -38,7 +38,7 @@ from treemem.pipeline.inputs import (
     VideoInput,
     as_prompts,
     check_box,
-    check_dtype,
+    check_model_options,
     check_points,
     check_prompt,
     open_backend,
@@ -119,6 +119,7 @@ def track(
     model: Any = None,
     seed: int = 0,
     dtype: str = "fp32",
+    compile: bool = False,
     progress: bool = False,
 ) -> TrackResult:
     """Track the prompted objects through `video`; return every frame's masks and the tree.
@@ -148,6 +149,9 @@ def track(
         dtype: the sam2 backend's precision: "fp32" (default, no autocast), "bf16" or
             "fp16" (torch autocast around the model, as sam2's tools run it; the masks are
             close to fp32's, not equal).
+        compile: run the sam2 model's components through `torch.compile`, as sam2's
+            VOS-optimised predictor does (slow first frames; masks close to, not equal to,
+            the eager model's).
         progress: show a progress bar on stderr.
 
     Raises:
@@ -155,7 +159,8 @@ def track(
     """
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
-    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype,
+                     compile)
     with open_backend(video, backend, spec) as opened:
         found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
         stream = FrameStream(opened.backend, choice.strategy, found, max_lag=max_lag)
@@ -257,6 +262,7 @@ class Predictor:
         model: Any = None,
         seed: int = 0,
         dtype: str = "fp32",
+    compile: bool = False,
         non_overlap_masks: bool = False,
     ) -> None:
         _check_max_lag(max_lag)
@@ -269,8 +275,8 @@ class Predictor:
         self._backend = backend
         self._instance_used = False
         self._spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed,
-                               dtype)
-        check_dtype(backend, dtype)
+                               dtype, compile)
+        check_model_options(backend, self._spec)
         self._models = ModelCache()
 
     # --- sam2's API ------------------------------------------------------------------------
