@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from treemem.backends.sam3.backend import Sam3Backend
+from treemem.backends.sam3.backend import Sam3Backend, autocast_dtype
 from treemem.backends.sam3.loading import (
     RELEASED,
     Sam3Config,
@@ -33,6 +33,7 @@ __all__ = [
     "Sam3Backend",
     "Sam3Config",
     "Sam3Tracker",
+    "autocast_dtype",
     "build_model",
     "build_random_model",
     "load_model",

@@ -193,6 +193,7 @@ class Sam3Backend:
         self._pending_frames: dict[int, Future[torch.Tensor]] = {}
         self._token = object()
         self.peak_stored = 0
+        """The most distinct memories held at once, for memory checks."""
 
     @property
     def num_frames(self) -> int:
@@ -206,6 +207,16 @@ class Sam3Backend:
     def stored_memories(self) -> int:
         """Distinct encoded memories held now (identical pathways share one)."""
         return len(self._store)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the tensors the held memories keep (features, tokens, pointers, masks)."""
+        return sum(
+            t.numel() * t.element_size()
+            for m in self._store.values()
+            for t in (m.features, m.pointer, m.low_res_mask, m._tokens)
+            if t is not None
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast is None:
@@ -302,6 +313,7 @@ class Sam3Backend:
             memory.to(torch.bfloat16).to(self.storage), pointer, low_res.to(self.storage), content
         )
         self._hold(node, content)
+        self.peak_stored = max(self.peak_stored, len(self._store))
         return PromptResult(iou=iou, occlusion=float(occlusion.item()), box=box)
 
     def _mask_prompt(
@@ -700,3 +712,11 @@ def candidate_boxes(low_res: torch.Tensor, image_size: int) -> np.ndarray:
     inside = high > 0
     rows, cols = inside.any(dim=-1).cpu().numpy(), inside.any(dim=-2).cpu().numpy()
     return boxes_from_occupancy(rows, cols)
+
+
+def autocast_dtype(name: str) -> torch.dtype | None:
+    """`--dtype` (fp32, bf16, fp16) -> the autocast dtype (None: fp32, no autocast)."""
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if name not in dtypes:
+        raise ConfigError(f"unknown dtype {name!r}; use fp32, bf16 or fp16")
+    return dtypes[name]

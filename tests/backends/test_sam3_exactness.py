@@ -17,7 +17,6 @@ absent on some frames (score 0) at thresholds 0 and -0.5 (every frame eligible a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -48,16 +47,8 @@ from treemem.backends.synthetic_video import make_video  # noqa: E402
 NUM_FRAMES = 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)  # exactness depends on the thread count
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def video() -> Any:
+def video(sam3_threads: None) -> Any:
     return make_video(3, num_frames=NUM_FRAMES, height=72, width=96)
 
 
