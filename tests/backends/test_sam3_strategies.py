@@ -1,5 +1,6 @@
-"""Every strategy set runs on the SAM 3 backend, and a search's memory stays flat with the
-video's length (seeded reduced random-weight model: meaningless masks, real bookkeeping)."""
+"""Every strategy set runs on the SAM 3 backend, its key weighting is SAM 3's memory attention,
+and a search's memory stays flat with the video's length (seeded reduced random-weight model:
+meaningless masks, real bookkeeping)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sam3", reason="sam3 is not installed (pip install 'treemem[sam3]')")
 
 from treemem.backends.sam3 import Sam3Backend, build_random_model, small_config  # noqa: E402
+from treemem.backends.sam3.attention import (  # noqa: E402
+    memory_attention,
+    weighted_memory_attention,
+)
 from treemem.backends.synthetic_video import make_video  # noqa: E402
 
 
@@ -52,3 +57,31 @@ def test_memory_is_flat_over_1000_frames(model: object) -> None:
     assert backend.peak_stored <= 3 * (16 + 2 + 2) + 1
     early = max(held[f] for f in range(100, 200))
     assert max(held[f] for f in range(200, 1000)) <= early
+
+
+def test_key_weights_of_one_are_sam3_s_own_memory_attention(model: object) -> None:
+    """The ported key weighting (SAM2Long's w_low / w_high) runs SAM 3's layers: all weights 1
+    give SAM 3's own forward bit for bit, and other weights change the output."""
+    encoder = model.tracker.transformer.encoder  # type: ignore[attr-defined]
+    generator = torch.Generator().manual_seed(0)
+
+    def noise(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator)
+
+    tokens, rows, pointers = 64, 2, 16  # the 8 x 8 grid of 112 px; 4 pointers of 4 tokens
+    current, current_pos = noise(tokens, rows, 256), noise(tokens, rows, 256)
+    memory, memory_pos = noise(2 * tokens + pointers, rows, 64), noise(2 * tokens + pointers,
+                                                                        rows, 64)
+    weights = torch.ones(2 * tokens + pointers, rows, 1)
+    with torch.inference_mode():
+        plain = memory_attention(encoder, current, current_pos, memory, memory_pos, pointers, None)
+        ones = weighted_memory_attention(
+            encoder, current, current_pos, memory, memory_pos, pointers, weights
+        )
+        weights[:tokens] = 0.95
+        weights[tokens:] = 1.05
+        weighted = weighted_memory_attention(
+            encoder, current, current_pos, memory, memory_pos, pointers, weights
+        )
+    assert torch.equal(plain, ones)
+    assert not torch.allclose(plain, weighted, atol=1e-4)
