@@ -244,13 +244,16 @@ class Sam3Backend:
 
     def _prefetch(self, frame: int) -> Future[torch.Tensor]:
         """Frame `frame`'s input, decoded and resized on one reader thread while the model
-        works; the next frame is started at once."""
+        works; the next frame in tracking order (frame - 1 after frame + 1, when tracking
+        backward) is started at once."""
         future = self._pending_frames.pop(frame, None)
         if future is None:
             future = self._reader.submit(self.image, frame)
         self._pending_frames.clear()
-        if frame + 1 < self._num_frames:
-            self._pending_frames[frame + 1] = self._reader.submit(self.image, frame + 1)
+        backward = self._last is not None and self._last.frame == frame + 1
+        following = frame - 1 if backward else frame + 1
+        if 0 <= following < self._num_frames:
+            self._pending_frames[following] = self._reader.submit(self.image, following)
         return future
 
     @_model_work
