@@ -29,7 +29,7 @@ from treemem.backends.synthetic_video import make_video
 def seconds_per_frame(backend: Sam3Backend, strategy: str, prompt: Prompt) -> float:
     engine = Engine(load_strategy(strategy), backend)
     start = time.perf_counter()
-    for _ in engine.run([prompt]):
+    for _ in engine.run([prompt], range(backend.num_frames)):
         pass
     if backend.device.type == "cuda":
         torch.cuda.synchronize()

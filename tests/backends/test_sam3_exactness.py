@@ -118,7 +118,7 @@ def treemem_run(
     engine = Engine(load_strategy(strategy, overrides), backend)
     logits = {
         d.frame: torch.from_numpy(backend.mask_logits(d.node))
-        for d in engine.run([Prompt(1, 0, mask=mask)])
+        for d in engine.run([Prompt(1, 0, mask=mask)], range(NUM_FRAMES))
     }
     columns = engine.record.columns()
     kept = np.flatnonzero(columns.kept & (columns.frame > 0))

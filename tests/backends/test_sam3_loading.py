@@ -239,7 +239,7 @@ def test_track_and_predictor_take_sam3(
     reader = read_frames(frames)
     backend = Sam3Backend(model, reader, 3, (48, 64))
     engine = Engine(load_strategy("greedy"), backend)
-    for decision in engine.run([prompt]):
+    for decision in engine.run([prompt], range(3)):
         expected = backend.mask_logits(decision.node) > 0
         assert np.array_equal(result.mask(1, decision.frame), expected)
 

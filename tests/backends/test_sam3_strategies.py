@@ -51,7 +51,7 @@ def test_memory_is_flat_over_1000_frames(model: object) -> None:
     backend = Sam3Backend(model, lambda i: video.frames[i], 1000, (32, 40))  # type: ignore[arg-type]
     engine = Engine(load_strategy("sam2long"), backend, max_lag=2)
     held: dict[int, int] = {}
-    for decision in engine.run([Prompt(1, 0, mask=video.object_mask(1, 0))]):
+    for decision in engine.run([Prompt(1, 0, mask=video.object_mask(1, 0))], range(1000)):
         held[decision.frame] = backend.stored_bytes
     assert sorted(held) == list(range(1000))
     assert backend.peak_stored <= 3 * (16 + 2 + 2) + 1
