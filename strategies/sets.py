@@ -204,7 +204,7 @@ def _check_sam3(params: Sam3Memory | Sam3MemoryTree) -> None:
 @register_strategy
 @dataclass(frozen=True)
 class Sam3Memory:
-    """SAM 3's tracker memory selection on a SAM 2 model: one pathway, argmax IoU.
+    """SAM 3's tracker memory selection: one pathway, argmax IoU (SAM 3's own rule on sam3).
 
     Past frames are read iff their score n(o) * IoU > mf_threshold (backward scan with step
     `stride`, at most max_pointers - 1 of them, plus the previous frame), positioned by rank.

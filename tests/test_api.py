@@ -282,7 +282,7 @@ def test_track_refuses_bad_input(video: SyntheticVideo, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="video is 80x64"):
         treemem.track(video, np.ones((8, 8), np.uint8))
     with pytest.raises(ConfigError, match="unknown backend"):
-        treemem.track(video, video.gt[0], backend="sam3")  # type: ignore[arg-type]
+        treemem.track(video, video.gt[0], backend="sam4")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="unknown strategy"):
         treemem.track(video, video.gt[0], "sam2lon")
     with pytest.raises(InputError, match="synthetic backend tracks a SyntheticVideo"):

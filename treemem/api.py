@@ -142,22 +142,24 @@ def track(
         prompts: `Prompt` records, or a mask of object ids on `prompt_frame` (array or PNG).
         strategy: a registered strategy set's name (see `treemem strategies`), a built
             `StrategySet`, or a strategy parameter record (anything with `build()`).
-        backend: "sam2", "synthetic" or a `Backend` instance. Default: "synthetic" for a
-            synthetic video, "sam2" otherwise.
+        backend: "sam2", "sam3", "synthetic" or a `Backend` instance. Default: "synthetic"
+            for a synthetic video, "sam2" otherwise.
         overrides: parameter overrides for a named strategy, as `--set` takes them
             (`{"P": 2, "delta_iou": "0.3"}`; text is parsed).
         max_lag: decide each frame at most this many frames late (live use). None (default)
             is exact: the result equals the best pathway traced back from the last frame.
         prompt_frame: the frame a mask given as an array or PNG is on.
-        checkpoint: the sam2 backend's checkpoint (.pt), as `treemem run --checkpoint`.
-        config: the sam2 model config (default: inferred from the checkpoint's name).
+        checkpoint: the sam2 or sam3 backend's checkpoint (.pt; SAM 3: `sam3.pt`), as
+            `treemem run --checkpoint`.
+        config: the model config (default: inferred from the checkpoint); SAM 3: "sam3" or
+            a JSON file of `treemem.backends.sam3.Sam3Config` fields.
         device: "cpu", "cuda", "cuda:1", ... (default: cuda when present).
         offload: keep frames and memories in host memory (long videos).
         image_size: the sam2 model's input resolution (default: the config's).
-        model: a sam2 model already built (`treemem.backends.sam2.load_model`), used
-            instead of loading `checkpoint`.
+        model: a model already built (`treemem.backends.sam2.load_model` or
+            `treemem.backends.sam3.load_model`), used instead of loading `checkpoint`.
         seed: the synthetic backend's noise seed.
-        dtype: the sam2 backend's precision: "fp32" (default, no autocast), "bf16" or
+        dtype: the sam2 / sam3 backend's precision: "fp32" (default, no autocast), "bf16" or
             "fp16" (torch autocast around the model, as sam2's tools run it; the masks are
             close to fp32's, not equal).
         compile: run the sam2 model's components through `torch.compile`, as sam2's
@@ -332,7 +334,9 @@ class Predictor:
     ) -> None:
         _check_max_lag(max_lag)
         if isinstance(backend, str) and backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}; use 'sam2', 'synthetic' or a Backend")
+            raise ConfigError(
+                f"unknown backend {backend!r}; use 'sam2', 'sam3', 'synthetic' or a Backend"
+            )
         self._choice: StrategyChoice = choose_strategy(strategy, overrides)
         self.strategy: StrategySet = self._choice.strategy
         self.max_lag = max_lag
@@ -490,8 +494,8 @@ class Predictor:
         if not isinstance(self._backend, str):
             if self._instance_used:
                 raise InputError(
-                    "a Backend instance serves one search; give the predictor backend='sam2' or "
-                    "'synthetic' to track again, or a new instance"
+                    "a Backend instance serves one search; give the predictor backend='sam2', "
+                    "'sam3' or 'synthetic' to track again, or a new instance"
                 )
             opened = open_backend(video, self._backend)
             self._instance_used = True

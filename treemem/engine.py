@@ -223,10 +223,7 @@ class Engine:
 
     def _options(self) -> ProposalOptions:
         """What the strategy set asks of the backend's prompt and propose calls."""
-        return ProposalOptions(
-            boxes=self.strategy.pathway_model is not None,
-            presence_threshold=self.strategy.presence_threshold,
-        )
+        return self.strategy.options()
 
     def _tracks(self, obj: int, frame: int) -> bool:
         """False on the frame an object was (re)prompted: its mask there is the prompt."""

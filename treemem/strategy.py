@@ -22,6 +22,7 @@ from treemem.types import (
     MemoryHistory,
     MemoryPlan,
     PromptResult,
+    ProposalOptions,
     SurvivorRule,
 )
 
@@ -174,3 +175,11 @@ class StrategySet:
     weighting: MemoryWeighting
     pathway_model: PathwayModel | None = None
     presence_threshold: float = 0.0
+
+    def options(self) -> ProposalOptions:
+        """What the set asks of a backend's `prompt` and `propose`: boxes when it has a
+        pathway model, and its presence threshold. A backend runs the set iff it implements
+        every option this requests (`ProposalOptions.requested`)."""
+        return ProposalOptions(
+            boxes=self.pathway_model is not None, presence_threshold=self.presence_threshold
+        )

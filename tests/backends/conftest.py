@@ -1,4 +1,4 @@
-"""Shared fixtures for the SAM 2 backend tests: random-weight models, small real videos."""
+"""Shared fixtures for the SAM 2 and SAM 3 backend tests: thread counts, small real videos."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ VIDEOS = SHARED / "data" / "videos"
 def torch_threads() -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("sam2")
+    torch.set_num_threads(2)  # exactness depends on the thread count
+
+
+@pytest.fixture(scope="session")
+def sam3_threads() -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sam3", reason="sam3 is not installed (pip install 'treemem[sam3]')")
     torch.set_num_threads(2)  # exactness depends on the thread count
 
 

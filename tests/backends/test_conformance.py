@@ -22,6 +22,7 @@ from conformance import (
 from treemem.backend import Backend
 from treemem.backends.synthetic import SyntheticBackend
 from treemem.backends.synthetic_video import make_video
+from treemem.pipeline.inputs import BACKEND_OPTIONS
 from treemem.types import (
     Commit,
     Float32Array,
@@ -68,14 +69,40 @@ def sam2_case() -> BackendCase:
     )
 
 
-CASES: dict[str, Callable[[], BackendCase]] = {"synthetic": synthetic_case, "sam2": sam2_case}
+def sam3_case() -> BackendCase:
+    """A seeded random-weight reduced SAM 3 tracker (2 ViT blocks, 112 px) over 4 noise frames
+    of 40x56, the IoU head spread as in the SAM 2 case."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sam3", reason="sam3 is not installed (pip install 'treemem[sam3]')")
+    from treemem.backends.sam3 import Sam3Backend, build_random_model, small_config
+
+    model = build_random_model(small_config(112), seed=0)
+    with torch.no_grad():
+        model.tracker.sam_mask_decoder.iou_prediction_head.layers[2].weight *= 40.0
+    size = (40, 56)
+    frames = np.random.default_rng(0).integers(0, 256, (4, *size, 3), dtype=np.uint8)
+    masks = [np.zeros(size, bool), np.zeros(size, bool)]
+    masks[0][6:22, 8:30] = True
+    masks[1][20:36, 30:52] = True
+    return BackendCase(
+        "sam3",
+        make=lambda: Sam3Backend(model, lambda index: frames[index], len(frames), size),
+        prompts=(Prompt(1, 0, mask=masks[0]), Prompt(2, 0, mask=masks[1])),
+        held=lambda backend: backend.stored_memories,  # type: ignore[attr-defined]
+        batch_atol=1e-5,
+    )
+
+
+CASES: dict[str, Callable[[], BackendCase]] = {
+    "synthetic": synthetic_case, "sam2": sam2_case, "sam3": sam3_case,
+}
 _built: dict[str, BackendCase] = {}
 
 
 @pytest.fixture(params=sorted(CASES))
 def case(request: pytest.FixtureRequest) -> BackendCase:
-    if request.param == "sam2":
-        request.getfixturevalue("torch_threads")  # exactness depends on the thread count
+    if request.param in ("sam2", "sam3"):  # exactness depends on the thread count
+        request.getfixturevalue("torch_threads" if request.param == "sam2" else "sam3_threads")
     if request.param not in _built:
         _built[request.param] = CASES[request.param]()
     return _built[request.param]
@@ -84,6 +111,12 @@ def case(request: pytest.FixtureRequest) -> BackendCase:
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
 def test_backend_conforms(case: BackendCase, check: Callable[[BackendCase], None]) -> None:
     check(case)
+
+
+def test_backend_options_table_is_what_each_backend_implements(case: BackendCase) -> None:
+    """`treemem strategies` reports from the run layer's table; check_options proves the case's
+    `supported` set, so the table must equal it."""
+    assert BACKEND_OPTIONS[case.name] == case.supported
 
 
 # --- the suite catches defects -------------------------------------------------------------------

@@ -75,16 +75,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         dest="overrides", help="override a strategy parameter (repeatable)")
     parser.add_argument("--backend", choices=inputs.BACKENDS, default="sam2",
                         help="segmentation model (default sam2)")
-    parser.add_argument("--checkpoint", type=Path, help="SAM 2 checkpoint (.pt)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="SAM 2 checkpoint, or SAM 3's sam3.pt with --backend sam3")
     parser.add_argument("--config",
-                        help="SAM 2 model config (default: inferred from the checkpoint)")
+                        help="model config (default: inferred from the checkpoint); SAM 3: "
+                        "'sam3' or a JSON file of its shape")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present)")
     parser.add_argument("--offload", action="store_true",
                         help="keep frames and memories in host memory (long videos)")
     parser.add_argument("--image-size", type=int, metavar="N", help="SAM 2 input resolution")
     parser.add_argument("--dtype", default="fp32", metavar="{fp32,bf16,fp16}",
-                        help="SAM 2 precision: fp32 (default) or autocast to bf16 / fp16, as "
-                        "sam2's tools run it")
+                        help="SAM 2 / SAM 3 precision: fp32 (default) or autocast to bf16 / "
+                        "fp16, as sam2's tools run it")
     parser.add_argument("--compile", action="store_true",
                         help="SAM 2: torch.compile the model's components, as sam2's "
                         "VOS-optimised predictor (slow first frames; close to, not equal to, "
@@ -142,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
                             args.image_size, seed=args.seed, dtype=args.dtype,
                             compile=args.compile)
     inputs.check_model_options(args.backend, spec)
-    if args.backend == "sam2":
-        spec.check()
+    if args.backend in inputs.MODEL_BACKENDS:
+        spec.check(args.backend)
     if args.live:
         return run_live(args, choice, spec)
     with inputs.open_backend(Path(args.video), args.backend, spec) as opened:

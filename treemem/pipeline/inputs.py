@@ -2,7 +2,8 @@
 
 This module is the only place a backend is opened, so `track()`, `Predictor`, `treemem run`,
 `treemem demo` and `treemem bench` accept the same inputs and refuse bad ones with the same
-one-line errors. Heavy modules (torch, sam2, the synthetic tracker) load only when asked for.
+one-line errors. Heavy modules (torch, sam2, sam3, the synthetic tracker) load only when asked
+for.
 """
 
 from __future__ import annotations
@@ -21,12 +22,22 @@ import numpy.typing as npt
 from treemem.backend import Backend
 from treemem.io.masks import mask_prompts, read_mask, validate_mask
 from treemem.io.video import open_video
-from treemem.types import Closing, ConfigError, InputError, Prompt, UInt8Array
+from treemem.types import Closing, ConfigError, InputError, Prompt, ProposalOptions, UInt8Array
 
-BackendName = Literal["sam2", "synthetic"]
-BACKENDS: tuple[BackendName, ...] = ("sam2", "synthetic")
+BackendName = Literal["sam2", "sam3", "synthetic"]
+BACKENDS: tuple[BackendName, ...] = ("sam2", "sam3", "synthetic")
+MODEL_BACKENDS = ("sam2", "sam3")
+"""The backends that load a checkpoint (`ModelSpec`) and read video frames."""
+BACKEND_OPTIONS: dict[str, frozenset[str]] = {
+    "sam2": frozenset({"boxes", "presence_threshold"}),
+    "sam3": frozenset({"boxes", "presence_threshold"}),
+    "synthetic": frozenset({"boxes", "presence_threshold"}),
+}
+"""The `ProposalOptions` fields each backend implements, so `treemem strategies` can say which
+sets run where without importing a model (the conformance suite checks each backend against
+its entry)."""
 DTYPES = ("fp32", "bf16", "fp16")
-"""The precisions the sam2 backend runs at: fp32 (no autocast), or torch autocast to
+"""The precisions the sam2 and sam3 backends run at: fp32 (no autocast), or torch autocast to
 bfloat16 / float16 around the model's work, as sam2's own tools run it."""
 
 VideoInput = str | os.PathLike[str] | npt.NDArray[np.uint8] | Any
@@ -37,12 +48,14 @@ RGB array."""
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which SAM 2 model to run and where (what `--checkpoint`, `--config`, ... give).
+    """Which SAM 2 or SAM 3 model to run and where (what `--checkpoint`, `--config`, ... give).
 
-    `model` is a sam2 model already built (`treemem.backends.sam2.load_model`), used instead of
-    loading `checkpoint`; `seed` is the synthetic backend's noise seed; `dtype` is one of
-    `DTYPES` (fp32, the default, runs without autocast); `compile` runs the model's
-    components through `torch.compile`, as sam2's VOS-optimised predictor does.
+    `model` is a model already built (`treemem.backends.sam2.load_model` or
+    `treemem.backends.sam3.load_model`), used instead of loading `checkpoint`; `seed` is the
+    synthetic backend's noise seed; `dtype` is one of `DTYPES` (fp32, the default, runs without
+    autocast); `compile` runs the model's components through `torch.compile`, as sam2's
+    VOS-optimised predictor does (sam2 only). `image_size` is sam2's only: a SAM 3 config sets
+    its own.
     """
 
     checkpoint: str | os.PathLike[str] | None = None
@@ -55,15 +68,21 @@ class ModelSpec:
     dtype: str = "fp32"
     compile: bool = False
 
-    def check(self) -> None:
+    def check(self, backend: str = "sam2") -> None:
         """What can be checked before the video and the model are opened."""
-        check_model_options("sam2", self)
+        check_model_options(backend, self)
+        if backend == "sam3" and self.image_size is not None:
+            raise ConfigError(
+                "--image-size applies to sam2; a SAM 3 model's input size comes from its config"
+            )
         if self.model is not None:
             return
         if self.checkpoint is None:
+            example = "sam3.pt from the SAM 3 release" if backend == "sam3" else (
+                "sam2.1_hiera_tiny.pt from the SAM 2 release")
             raise InputError(
-                "the sam2 backend needs a checkpoint (--checkpoint PATH or checkpoint=PATH, e.g. "
-                "sam2.1_hiera_tiny.pt from the SAM 2 release), or use the synthetic backend"
+                f"the {backend} backend needs a checkpoint (--checkpoint PATH or "
+                f"checkpoint=PATH, e.g. {example}), or use the synthetic backend"
             )
         if not Path(self.checkpoint).is_file():
             raise InputError(
@@ -77,7 +96,7 @@ class ModelSpec:
         if name == "synthetic":
             return {"name": "synthetic", "seed": self.seed}
         return {
-            "name": "sam2",
+            "name": name,
             "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
             "config": self.config,
             "device": self.device,
@@ -89,23 +108,30 @@ class ModelSpec:
 
 
 class ModelCache:
-    """Loaded SAM 2 models by spec, so a checkpoint is read once per process, not per video."""
+    """Loaded models by backend and spec, so a checkpoint is read once per process, not per
+    video."""
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, str | None, str | None, int | None, bool], Any] = {}
+        self._models: dict[tuple[str, str, str | None, str | None, int | None, bool], Any] = {}
 
-    def get(self, spec: ModelSpec) -> Any:
+    def get(self, spec: ModelSpec, backend: str = "sam2") -> Any:
         if spec.model is not None:
             return spec.model
-        spec.check()
-        key = (str(spec.checkpoint), spec.config, spec.device, spec.image_size, spec.compile)
+        spec.check(backend)
+        key = (backend, str(spec.checkpoint), spec.config, spec.device, spec.image_size,
+               spec.compile)
         if key not in self._models:
-            self._models[key] = import_sam2_backend().load_model(
-                Path(str(spec.checkpoint)),
-                config=spec.config,
-                device=spec.device,
-                image_size=spec.image_size,
-            )
+            if backend == "sam3":
+                self._models[key] = import_backend("sam3").load_model(
+                    Path(str(spec.checkpoint)), config=spec.config, device=spec.device
+                )
+            else:
+                self._models[key] = import_backend("sam2").load_model(
+                    Path(str(spec.checkpoint)),
+                    config=spec.config,
+                    device=spec.device,
+                    image_size=spec.image_size,
+                )
         return self._models[key]
 
 
@@ -154,8 +180,8 @@ def open_backend(
 ) -> OpenedVideo:
     """The one backend opener.
 
-    `backend` None picks "synthetic" for a synthetic video and "sam2" otherwise; a `Backend`
-    instance reads its own frames (`video` must then be None).
+    `backend` None picks "synthetic" for a synthetic video and "sam2" otherwise ("sam3" is
+    opened by name); a `Backend` instance reads its own frames (`video` must then be None).
     """
     spec = model if model is not None else ModelSpec()
     check_model_options(backend, spec)
@@ -168,23 +194,33 @@ def open_backend(
     if backend is None:
         backend = "synthetic" if is_synthetic(video) else "sam2"
     if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; use 'sam2', 'synthetic' or a Backend")
+        raise ConfigError(
+            f"unknown backend {backend!r}; use 'sam2', 'sam3', 'synthetic' or a Backend"
+        )
     if video is None:
         raise InputError(f"backend {backend!r} needs a video")
     if backend == "synthetic":
         return _open_synthetic(video, spec)
-    return _open_sam2(video, spec, models if models is not None else ModelCache())
+    return _open_model(video, backend, spec, models if models is not None else ModelCache())
+
+
+def runs_on(options: ProposalOptions) -> tuple[str, ...]:
+    """The backends that implement every option in `options` (a strategy set's `options()`)."""
+    needed = set(options.requested())
+    return tuple(name for name in BACKENDS if needed <= BACKEND_OPTIONS[name])
 
 
 def check_model_options(backend: str | Backend | None, spec: ModelSpec) -> None:
-    """The precision and compilation `spec` asks for, checked against the backend: only
-    sam2 opened by name runs bf16 / fp16 or compiles (a synthetic video opened with
+    """The precision and compilation `spec` asks for, checked against the backend: only sam2
+    and sam3 opened by name run bf16 / fp16, only sam2 compiles (a synthetic video opened with
     `backend` None is refused when it is opened)."""
     _check_dtype(backend, spec.dtype)
     if not spec.compile:
         return
     if backend == "synthetic":
         raise ConfigError(_NO_COMPILE)
+    if backend == "sam3":
+        raise ConfigError("compile applies to the sam2 backend; the sam3 backend runs eager")
     if backend is not None and not isinstance(backend, str):
         raise ConfigError(
             "compile applies to the sam2 backend opened by name; a Backend instance runs as it "
@@ -201,12 +237,14 @@ def _check_dtype(backend: str | Backend | None, dtype: str) -> None:
         raise ConfigError(_NO_DTYPE.format(dtype=dtype))
     if backend is not None and not isinstance(backend, str):
         raise ConfigError(
-            f"dtype {dtype!r} applies to the sam2 backend opened by name; a Backend instance "
-            "runs at the precision it was made with"
+            f"dtype {dtype!r} applies to the sam2 and sam3 backends opened by name; a Backend "
+            "instance runs at the precision it was made with"
         )
 
 
-_NO_DTYPE = "the synthetic backend has no dtype (got {dtype!r}); bf16 and fp16 apply to sam2"
+_NO_DTYPE = (
+    "the synthetic backend has no dtype (got {dtype!r}); bf16 and fp16 apply to sam2 and sam3"
+)
 _NO_COMPILE = "the synthetic backend has no model to compile; --compile applies to sam2"
 
 
@@ -263,9 +301,12 @@ class _FrameArray:
         return np.array(self.frames[index])
 
 
-def _open_sam2(video: VideoInput, spec: ModelSpec, models: ModelCache) -> OpenedVideo:
-    module = import_sam2_backend()
-    spec.check()
+def _open_model(
+    video: VideoInput, name: str, spec: ModelSpec, models: ModelCache
+) -> OpenedVideo:
+    """A SAM 2 or SAM 3 backend over a video file, a frame folder or an array."""
+    module = import_backend(name)
+    spec.check(name)
     closers = ExitStack()
     read: Callable[[int], UInt8Array]
     if isinstance(video, (str, os.PathLike)):
@@ -278,7 +319,7 @@ def _open_sam2(video: VideoInput, spec: ModelSpec, models: ModelCache) -> Opened
         frames = getattr(video, "frames", video)
         if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[3] != 3:
             raise InputError(
-                "the sam2 backend reads an mp4, a frame folder, a SyntheticVideo or a "
+                f"the {name} backend reads an mp4, a frame folder, a SyntheticVideo or a "
                 f"(T, H, W, 3) uint8 array, got {type(video).__name__}"
             )
         read = _FrameArray(frames.astype(np.uint8, copy=False)).read
@@ -288,9 +329,9 @@ def _open_sam2(video: VideoInput, spec: ModelSpec, models: ModelCache) -> Opened
         info = {"path": None, "frames": num_frames, "size": list(frame_size), "fps": None}
 
     def make_backend() -> Backend:
-        return _sam2_backend(module, models, spec, read, num_frames, frame_size)
+        return _model_backend(module, name, models, spec, read, num_frames, frame_size)
 
-    return OpenedVideo(num_frames, frame_size, names, info, spec.info("sam2"), make_backend,
+    return OpenedVideo(num_frames, frame_size, names, info, spec.info(name), make_backend,
                        _closers=closers)
 
 
@@ -317,43 +358,65 @@ def live_backend(
             "the synthetic backend simulates a tracker over a SyntheticVideo's scene; for a "
             "stream pass backend=SyntheticBackend(video) and push that video's frames"
         )
+    if backend == "sam3":
+        raise ConfigError("live sources run on the sam2 backend; sam3 tracks videos and frame "
+                          "folders")
     if backend not in (None, "sam2"):
         raise ConfigError(f"unknown backend {backend!r}; use 'sam2', 'synthetic' or a Backend")
     spec.check()
-    module = import_sam2_backend()
+    module = import_backend("sam2")
     cache = models if models is not None else ModelCache()
 
     def make(size: tuple[int, int], read: Callable[[int], UInt8Array]) -> Backend:
-        return _sam2_backend(module, cache, spec, read, None, size)
+        return _model_backend(module, "sam2", cache, spec, read, None, size)
 
     return make
 
 
-def _sam2_backend(
+def _model_backend(
     module: Any,
+    name: str,
     models: ModelCache,
     spec: ModelSpec,
     read: Callable[[int], UInt8Array],
     num_frames: int | None,
     frame_size: tuple[int, int],
 ) -> Backend:
-    """The one place a `Sam2Backend` is made from a spec (a video, or a live source)."""
-    backend: Backend = module.Sam2Backend(
+    """The one place a `Sam2Backend` (a video, or a live source) or a `Sam3Backend` (a
+    video) is made from a spec."""
+    backend: Backend
+    if name == "sam3":
+        backend = module.Sam3Backend(
+            models.get(spec, name), read, num_frames, frame_size, offload=spec.offload,
+            autocast=module.autocast_dtype(spec.dtype),
+        )
+        return backend
+    backend = module.Sam2Backend(
         models.get(spec), read, num_frames, frame_size, offload=spec.offload,
         autocast=module.autocast_dtype(spec.dtype), compile=spec.compile,
     )
     return backend
 
 
-def import_sam2_backend() -> Any:
-    """`treemem.backends.sam2`, or an `InputError` naming the missing extra (torch, sam2)."""
+def import_backend(name: str) -> Any:
+    """`treemem.backends.NAME` (sam2, sam3), or an `InputError` naming the missing extra.
+
+    sam3 imports torchvision (through timm): a torchvision built for another torch fails with
+    a RuntimeError about its operators, said here as one line too."""
     try:
-        return importlib.import_module("treemem.backends.sam2")
+        return importlib.import_module(f"treemem.backends.{name}")
     except ImportError as error:
         if (error.name or "").startswith("treemem"):
             raise
         raise InputError(
-            f"the sam2 backend needs `pip install 'treemem[sam2]'` (missing: {error.name})"
+            f"the {name} backend needs `pip install 'treemem[{name}]'` (missing: {error.name})"
+        ) from None
+    except RuntimeError as error:
+        if "torchvision" not in str(error):
+            raise
+        raise InputError(
+            f"the {name} backend needs a torchvision built for this torch ({error}); install "
+            f"the pair together: pip install 'treemem[{name}]'"
         ) from None
 
 
