@@ -17,7 +17,7 @@ if [ ! -x .venv-sam3/bin/python ] || ! .venv-sam3/bin/python -c "import sam3, tr
   .venv-sam3/bin/python -m pip install -q -e ".[dev,sam3]"
 fi
 # A broken sam3 install fails here, loudly, instead of skipping the tests below.
-.venv-sam3/bin/python -c "import torchvision, sam3.model.sam3_tracker_base" 2>/dev/null
+.venv-sam3/bin/python -c "import torchvision, sam3.model.sam3_tracker_base"
 .venv-sam3/bin/python -m pytest tests/backends/test_conformance.py -k sam3 "$@"
 .venv-sam3/bin/python -m pytest tests/backends/test_sam3_loading.py \
   tests/backends/test_sam3_exactness.py tests/backends/test_sam3_strategies.py "$@"
