@@ -232,12 +232,13 @@ class DistractorAwareFrames:
 
     def extend(self, history: MemoryHistory, entry: MemoryEntry) -> MemoryHistory:
         """Keep what a later recall can read: the last `pointer_frames` frames, the newest
-        `max_conditioning` promoted ones, the two newest visible unpromoted ones (RAM slot
-        0 walks down to one) and the newest `memory_slots` visible unpromoted multiples of
-        `stride` (the chain only stops at those)."""
+        `max_conditioning` + 1 promoted ones (the next frame may skip the newest, as t - 1),
+        the two newest visible unpromoted ones (RAM slot 0 walks down to one) and the newest
+        `memory_slots` visible unpromoted multiples of `stride` (the chain stops only at
+        those)."""
         entries = (*history.recent, entry)
         horizon = entry.frame - self.pointer_frames
-        promoted = [e for e in entries if e.promoted][-self.max_conditioning :]
+        promoted = [e for e in entries if e.promoted][-(self.max_conditioning + 1) :]
         plain = [e for e in entries if e.visible and not e.promoted]
         chain = [e for e in plain if e.frame % self.stride == 0][-self.memory_slots :]
         needed = {e.node for e in (*promoted, *plain[-2:], *chain)}

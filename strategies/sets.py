@@ -339,9 +339,10 @@ class Dam4Sam:
 class Dam4SamTree:
     """DAM4SAM in SAM2Long's memory tree (new): P pathways, each its own distractor memory.
 
-    Each pathway has its own promoted frames, area history and last promotion. Cumulative log-IoU scores and SAM2Long's uncertainty rule (delta_conf) and diversity
-    key; a pathway's alternatives are its own row's other candidates. With pathways=1 it
-    makes the choices of `dam4sam`.
+    Each pathway has its own promoted frames, area history and last promotion; a pathway's
+    alternatives are its own row's other candidates. Cumulative log-IoU scores and
+    SAM2Long's uncertainty rule (delta_conf) and diversity key. With pathways=1 it makes
+    the choices of `dam4sam`.
     """
 
     name: ClassVar[str] = "dam4sam-tree"
