@@ -6,7 +6,9 @@ backend (with P = 1 the tree makes dam4sam's choices; with P = 3 held memory sta
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ import treemem
 from treemem import Engine, load_strategy
 from treemem.backends.synthetic import SyntheticBackend
 from treemem.backends.synthetic_video import make_suite, make_video, mean_j
+from treemem.cli import main
 from treemem.geometry import mask_stats
 from treemem.strategies.dam4sam import (
     DistractorAwareFrames,
@@ -299,3 +302,19 @@ def test_dam4sam_sets_on_the_synthetic_suite(capsys: pytest.CaptureFixture[str])
         assert np.isfinite(means[name])
     with capsys.disabled():
         print("\nsynthetic mean J:", {k: round(v, 4) for k, v in means.items()})
+
+
+@pytest.mark.parametrize(("name", "extra"), [("dam4sam", []), ("dam4sam-tree", ["--set", "P=2"])])
+def test_treemem_run_takes_the_sets(
+    name: str, extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "video"
+    make_video(5, num_frames=12, height=64, width=80, num_objects=2).save(folder)
+    out = tmp_path / "run"
+    mask = str(folder / "gt" / "00000.png")
+    args = ["run", str(folder), "--backend", "synthetic", "--mask", mask, "--out", str(out),
+            "--no-progress", "--strategy", name, *extra]
+    assert main(args) == 0
+    assert "wrote 12 frames of 2 object(s)" in capsys.readouterr().out
+    assert json.loads((out / "run.json").read_text())["strategy"] == name
+    assert len(list((out / "masks").iterdir())) == 12
