@@ -308,13 +308,11 @@ class Engine:
         for slot, flat in enumerate(chosen.kept.tolist()):
             parent, candidate = divmod(flat, k)
             pathway = beam.pathways[parent]
-            commits.append(Commit(first_row + slot, row0 + parent, candidate))
-            parents.append(pathway.node)
-            step = model_steps[parent] if model_steps else None
             rule = promotions[parent] if promotions else None
             promote = rule is not None and bool(rule.promote(candidate))
-            if promote:
-                commits[-1] = Commit(first_row + slot, row0 + parent, candidate, promote=True)
+            commits.append(Commit(first_row + slot, row0 + parent, candidate, promote))
+            parents.append(pathway.node)
+            step = model_steps[parent] if model_steps else None
             occlusion = float(table.occlusion[parent])
             visible = occlusion > self.strategy.presence_threshold
             if stats is not None:
