@@ -25,7 +25,14 @@ from typing import Literal
 import numpy as np
 
 from treemem.strategy import RecalledMemory
-from treemem.types import Float32Array, MaskStats, MemoryEntry, MemoryHistory, PromptResult
+from treemem.types import (
+    Float32Array,
+    MaskStats,
+    MemoryEntry,
+    MemoryHistory,
+    PromptResult,
+    frame_step,
+)
 
 Gate = Literal["added", "iou", "size", "empty", "spacing", "no alternative", "box"]
 """Why a kept candidate was or was not promoted, in the order the rule tests it."""
@@ -166,13 +173,16 @@ class DistractorAwareFrames:
       (promoted or not), else the newest visible unpromoted frame below it; each further
       slot is the largest multiple of `stride` below the previous slot's frame, stepping
       down by `stride` until a visible unpromoted frame is found. Read oldest first at rank
-      positions (newest 1); a slot that finds nothing ends the chain's use of it.
+      positions (newest 1).
     - pointers: the selected frames (position t - f), then t - 1 .. t - `pointer_frames`,
       each visible tracked frame not selected (unselected promoted frames too), by gap.
     - pointer positions are normalised by the frames seen since the latest prompt
       (`RecalledMemory.pointer_span`), not the video's length.
 
-    A re-prompt restarts it as at a first prompt (promoted and recent frames dropped).
+    "Before", "below" and gaps are in tracking order (`MemoryEntry.elapsed`): tracking
+    backward, t - 1 is frame t + 1 and the stride chain runs over frame positions -f, whose
+    multiples of `stride` are the same frames. A re-prompt restarts it as at a first prompt
+    (promoted and recent frames dropped).
     """
 
     max_conditioning: int = 4
@@ -182,14 +192,17 @@ class DistractorAwareFrames:
 
     def conditioning(self, history: MemoryHistory, frame: int) -> list[MemoryEntry]:
         """The frames read as conditioning memory at `frame`, in their attention order."""
-        prompts = sorted((e for e in history.conditioning if e.frame < frame), key=_frame)
-        promoted = [e for e in history.recent if e.promoted and e.frame < frame]
-        older = [e for e in (*prompts, *promoted) if e.frame < frame - 1]
-        selected = [max(older, key=_frame)] if older else []
+        prompts = sorted(
+            (e for e in history.conditioning if e.elapsed(frame) > 0),
+            key=lambda e: -e.elapsed(frame),
+        )
+        promoted = [e for e in history.recent if e.promoted and e.elapsed(frame) > 0]
+        older = [e for e in (*prompts, *promoted) if e.elapsed(frame) > 1]
+        selected = [min(older, key=lambda e: e.elapsed(frame))] if older else []
         selected += [e for e in prompts if e not in selected]
         rest = sorted(
-            (e for e in promoted if e.frame != frame - 1 and e not in selected),
-            key=lambda e: frame - e.frame,
+            (e for e in promoted if e.elapsed(frame) != 1 and e not in selected),
+            key=lambda e: e.elapsed(frame),
         )
         for entry in rest:
             if len(selected) >= self.max_conditioning:
@@ -200,30 +213,36 @@ class DistractorAwareFrames:
     def recent_appearance(
         self, history: MemoryHistory, frame: int, slots: int
     ) -> list[MemoryEntry]:
-        """RAM at `frame`, newest first (at most `slots` entries)."""
+        """RAM at `frame`, newest first (at most `slots` entries).
+
+        Walks frame positions (`frame * step`, step -1 backward) down from t - 1, never to
+        or past the latest prompt's position."""
         if slots <= 0:
             return []
-        tracked = {e.frame: e for e in history.recent if e.frame < frame}
+        step = frame_step(history.direction)
+        tracked = {e.frame * step: e for e in history.recent if e.elapsed(frame) > 0}
+        prompts = [e.frame * step for e in history.conditioning if e.elapsed(frame) > 0]
+        floor = max(prompts, default=min(tracked, default=frame * step) - 1)
 
-        def unpromoted(f: int) -> MemoryEntry | None:
-            entry = tracked.get(f)
+        def unpromoted(position: int) -> MemoryEntry | None:
+            entry = tracked.get(position)
             return entry if entry is not None and entry.visible and not entry.promoted else None
 
         found: list[MemoryEntry] = []
-        p = frame - 1
+        p = frame * step - 1
         previous = tracked.get(p)
         entry = previous if previous is not None and previous.visible else None
-        while entry is None and p > 0:
+        while entry is None and p > floor:
             p -= 1
             entry = unpromoted(p)
         if entry is not None:
             found.append(entry)
         for _ in range(1, slots):
-            if p < 0:
+            if p < floor:
                 break
             p = ((p - 1) // self.stride) * self.stride
             entry = unpromoted(p)
-            while entry is None and p > 0:
+            while entry is None and p > floor:
                 p -= self.stride
                 entry = unpromoted(p)
             if entry is not None:
@@ -237,12 +256,13 @@ class DistractorAwareFrames:
         `memory_slots` visible unpromoted multiples of `stride` (the chain stops only at
         those)."""
         entries = (*history.recent, entry)
-        horizon = entry.frame - self.pointer_frames
         promoted = [e for e in entries if e.promoted][-(self.max_conditioning + 1) :]
         plain = [e for e in entries if e.visible and not e.promoted]
         chain = [e for e in plain if e.frame % self.stride == 0][-self.memory_slots :]
         needed = {e.node for e in (*promoted, *plain[-2:], *chain)}
-        kept = tuple(e for e in entries if e.frame > horizon or e.node in needed)
+        kept = tuple(
+            e for e in entries if e.elapsed(entry.frame) < self.pointer_frames or e.node in needed
+        )
         return MemoryHistory(history.conditioning, kept)
 
     def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory:
@@ -252,21 +272,17 @@ class DistractorAwareFrames:
         spatial = [(e, 0) for e in selected]
         spatial += [(e, rank) for rank, e in reversed(list(enumerate(ram, start=1)))]
         chosen = {e.node for e in selected}
-        pointers = [(e, frame - e.frame) for e in selected]
-        tracked = {e.frame: e for e in history.recent}
+        pointers = [(e, e.elapsed(frame)) for e in selected]
+        by_gap = {e.elapsed(frame): e for e in history.recent}
         for gap in range(1, self.pointer_frames + 1):
-            entry = tracked.get(frame - gap)
+            entry = by_gap.get(gap)
             if entry is not None and entry.visible and entry.node not in chosen:
                 pointers.append((entry, gap))
-        prompts = [e.frame for e in history.conditioning if e.frame < frame]
-        span = frame - max(prompts) + 1 if prompts else None
+        seen = [e.elapsed(frame) for e in history.conditioning if e.elapsed(frame) > 0]
+        span = min(seen) + 1 if seen else None
         return RecalledMemory(tuple(spatial), tuple(pointers), span)
 
     def restart(self, history: MemoryHistory) -> MemoryHistory:
         """A re-prompt restarts DAM4SAM as at a first prompt: its DRM and RAM are dropped
         (the prompts stay; promoted frames are not prompts)."""
         return MemoryHistory(history.conditioning)
-
-
-def _frame(entry: MemoryEntry) -> int:
-    return entry.frame
