@@ -123,6 +123,29 @@ def test_extend_keeps_everything_a_later_recall_reads(
         bounded = extended
 
 
+@settings(max_examples=60, deadline=None)
+@given(histories())
+def test_backward_tracking_reads_the_mirror_image(flags: list[tuple[bool, bool]]) -> None:
+    """Tracking backward from a prompt on frame 100 (a multiple of the stride) reads frame
+    100 - f exactly where forward tracking from frame 0 reads frame f, at the same positions."""
+    memory = DistractorAwareFrames()
+    last = 100
+    mirror = MemoryEntry(-1, last, 1.0, 10.0, conditioning=True, direction="backward")
+    forward, backward = history_of([]), MemoryHistory((mirror,))
+    for frame, (visible, promoted) in enumerate(flags[:60], start=1):
+        ahead = memory.recall(forward, frame)
+        behind = memory.recall(backward, last - frame)
+        assert [(last - f, p) for f, p in frames(ahead.spatial)] == frames(behind.spatial)
+        assert [(last - f, p) for f, p in frames(ahead.pointers)] == frames(behind.pointers)
+        assert ahead.pointer_span == behind.pointer_span
+        forward = memory.extend(forward, tracked(frame, visible=visible, promoted=promoted))
+        entry = MemoryEntry(
+            last - frame, last - frame, 0.9, 5.0, visible=visible, promoted=promoted,
+            direction="backward",
+        )
+        backward = memory.extend(backward, entry)
+
+
 # --- the promotion rule ---
 
 
@@ -318,3 +341,14 @@ def test_treemem_run_takes_the_sets(
     assert "wrote 12 frames of 2 object(s)" in capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["strategy"] == name
     assert len(list((out / "masks").iterdir())) == 12
+
+
+def test_the_sets_track_backward_and_both_ways() -> None:
+    video = make_video(2, num_frames=30, num_objects=2)
+    last = [treemem.Prompt(o, 29, mask=video.object_mask(o, 29)) for o in (1, 2)]
+    middle = [treemem.Prompt(o, 15, mask=video.object_mask(o, 15)) for o in (1, 2)]
+    for name in ("dam4sam", "dam4sam-tree"):
+        backward = treemem.track(video, last, name, direction="backward")
+        both = treemem.track(video, middle, name, direction="both")
+        assert backward.masks.shape[0] == both.masks.shape[0] == 30
+        np.testing.assert_array_equal(backward.masks[29], video.gt[29])
