@@ -352,3 +352,13 @@ def test_the_sets_track_backward_and_both_ways() -> None:
         both = treemem.track(video, middle, name, direction="both")
         assert backward.masks.shape[0] == both.masks.shape[0] == 30
         np.testing.assert_array_equal(backward.masks[29], video.gt[29])
+
+
+def test_the_sam2_style_predictor_runs_the_sets() -> None:
+    video = make_video(4, num_frames=10, num_objects=1)
+    for name in ("dam4sam", "dam4sam-tree"):
+        predictor = treemem.Predictor("synthetic", name)
+        with predictor.init_state(video) as state:
+            predictor.add_new_mask(state, frame_idx=0, obj_id=1, mask=video.object_mask(1, 0))
+            frames = [frame for frame, _, _ in predictor.propagate_in_video(state)]
+        assert frames == list(range(10))
