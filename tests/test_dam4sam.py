@@ -362,3 +362,31 @@ def test_the_sam2_style_predictor_runs_the_sets() -> None:
             predictor.add_new_mask(state, frame_idx=0, obj_id=1, mask=video.object_mask(1, 0))
             frames = [frame for frame, _, _ in predictor.propagate_in_video(state)]
         assert frames == list(range(10))
+
+
+def test_a_reprompt_restarts_the_distractor_memory() -> None:
+    """After a re-prompt on frame 25 no frame tracked or promoted before it is read again
+    (the prompts stay: a promoted frame is not a prompt), and promotions happen on both
+    sides of it."""
+    video = make_video(1, num_frames=50, num_objects=1)
+    prompts = [treemem.Prompt(1, f, mask=video.object_mask(1, f)) for f in (0, 25)]
+    backend = SyntheticBackend(video, seed=2)
+    reads: dict[int, list[int]] = {}
+    promoted: list[int] = []
+    propose, commit = backend.propose, backend.commit
+
+    def spy_propose(features, queries, options):  # type: ignore[no-untyped-def]
+        reads[features.index] = [r.node for q in queries for r in q.plan.spatial + q.plan.pointers]
+        return propose(features, queries, options)
+
+    def spy_commit(features, proposals, commits):  # type: ignore[no-untyped-def]
+        promoted.extend(features.index for c in commits if c.promote)
+        commit(features, proposals, commits)
+
+    backend.propose, backend.commit = spy_propose, spy_commit  # type: ignore[method-assign]
+    engine = Engine(load_strategy("dam4sam"), backend)
+    list(engine.run(prompts))
+    frame_of = engine.record.columns().frame
+    assert any(f < 25 for f in promoted) and any(f > 25 for f in promoted)
+    for frame in range(26, 50):
+        assert all(frame_of[n] in (0, 25) or frame_of[n] > 25 for n in reads[frame]), frame
