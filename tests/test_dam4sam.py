@@ -295,7 +295,7 @@ def test_tree_with_one_pathway_makes_dam4sams_choices_and_promotes() -> None:
 
             backend.commit = spy  # type: ignore[method-assign]
             engine = Engine(load_strategy(name, overrides), backend)
-            decisions = list(engine.run(video.first_frame_prompts()))
+            decisions = list(engine.run(video.first_frame_prompts(), range(video.num_frames)))
             runs[name] = (_choices(engine), [(d.obj, d.frame, d.node) for d in decisions], promoted)
         assert runs["dam4sam"] == runs["dam4sam-tree"]
         assert runs["dam4sam"][2], "the synthetic backend never triggered a promotion"
@@ -385,7 +385,7 @@ def test_a_reprompt_restarts_the_distractor_memory() -> None:
 
     backend.propose, backend.commit = spy_propose, spy_commit  # type: ignore[method-assign]
     engine = Engine(load_strategy("dam4sam"), backend)
-    list(engine.run(prompts))
+    list(engine.run(prompts, range(video.num_frames)))
     frame_of = engine.record.columns().frame
     assert any(f < 25 for f in promoted) and any(f > 25 for f in promoted)
     for frame in range(26, 50):

@@ -174,7 +174,7 @@ def run_case(name: str, overrides: dict[str, str], model: Any) -> Run:
         masks=np.zeros((frames, *size), bool),
     )
     try:
-        for decision in engine.run([Prompt(1, 0, mask=mask)]):
+        for decision in engine.run([Prompt(1, 0, mask=mask)], range(frames)):
             run.masks[decision.frame] = backend.mask_logits(decision.node) > 0
     finally:
         model.sam_mask_decoder.forward = original
