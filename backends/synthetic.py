@@ -20,6 +20,11 @@ is visible and hidden) and plays SAM 2's part in the search:
   when it is out of frame, and pulled towards 0 (uncertain) while an occluder covers it.
   A row with logit <= the presence threshold (0, as SAM 2; a strategy set may lower it) gets
   three empty masks.
+- Promotion: a promoted commit (`Commit.promote`) keeps its mask and label; its memory gets
+  a content key of its own (it is encoded as a prompt is, so plans reading it differ), and
+  the memory plan decides how strongly it votes (at position 0, as a prompt).
+- Mask statistics are `treemem.geometry.mask_stats` of the candidate masks, whose own
+  resolution is the video's.
 
 Determinism: each row's noise comes from a counter-based hash of (seed, frame, the content
 of its memory plan), so a pathway's proposals depend on what it remembers, never on its row
@@ -35,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from treemem.backends.synthetic_video import SyntheticVideo
-from treemem.geometry import mask_boxes
+from treemem.geometry import mask_boxes, mask_stats
 from treemem.types import (
     BoolArray,
     Commit,
@@ -58,6 +63,8 @@ NUM_CANDIDATES = 3
 OBJECT, LOOKALIKE, NOTHING = 0, 1, -1
 _MASK64 = (1 << 64) - 1
 _PROMPT_TAG = 0x5052_4F4D_5054  # "PROMPT"
+_PROMOTED_TAG = 0x5052_4F4D_4F54  # "PROMOT"
+SUPPORTED_OPTIONS = frozenset({"boxes", "presence_threshold", "mask_stats", "promotion"})
 
 
 def _mix(value: int) -> int:
@@ -235,7 +242,7 @@ class SyntheticBackend:
     ) -> PromptResult:
         """A prompt's mask is its own output, present iff non-empty (occlusion logit +-10, so
         any presence threshold between agrees)."""
-        options.check("synthetic", {"boxes", "presence_threshold"})
+        options.check("synthetic", SUPPORTED_OPTIONS)
         frame = self._frame(features)
         obj = self._object_index(prompt.obj)
         mask = self._prompt_mask(prompt, frame, obj)
@@ -247,7 +254,7 @@ class SyntheticBackend:
     def propose(
         self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
     ) -> Proposals:
-        options.check("synthetic", {"boxes", "presence_threshold"})
+        options.check("synthetic", SUPPORTED_OPTIONS)
         frame = self._frame(features)
         objects = np.array([self._object_index(q.obj) for q in queries], dtype=np.int64)
         followed = np.empty(len(queries), dtype=np.int64)
@@ -263,6 +270,7 @@ class SyntheticBackend:
             occlusion.astype(np.float32),
             mask_boxes(masks) if options.boxes else None,
             batch=_Batch(self._token, frame, masks, tuple(keys), objects),
+            stats=mask_stats(masks, masks.sum(axis=(-2, -1))) if options.mask_stats else None,
         )
 
     def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
@@ -286,6 +294,8 @@ class SyntheticBackend:
         labels, qualities = self._label(masks, objects, frame)
         for i, c in enumerate(commits):
             key = _fold(pending.keys[c.row], c.candidate)
+            if c.promote:
+                key = _fold(_PROMOTED_TAG, key)
             memory = _Memory(
                 masks[i].copy(), int(objects[i]), int(labels[i]), float(qualities[i]), key
             )
@@ -366,6 +376,8 @@ class SyntheticBackend:
         """Which of object / look-alike the plan's memory follows, and the plan's content key."""
         votes = [0.0, 0.0]
         key = _fold(query.obj, len(query.plan.spatial), len(query.plan.pointers))
+        if query.plan.pointer_span is not None:
+            key = _fold(key, query.plan.pointer_span)
         for kind, refs in ((1, query.plan.spatial), (2, query.plan.pointers)):
             for ref in refs:
                 memory = self._memory.get(ref.node)

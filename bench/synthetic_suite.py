@@ -25,6 +25,8 @@ CONFIGS: list[tuple[str, str, dict[str, str]]] = [
     ("sam2long P=1", "sam2long", {"P": "1"}),
     ("sam2long P=2", "sam2long", {"P": "2"}),
     ("sam2long P=4", "sam2long", {"P": "4"}),
+    ("dam4sam", "dam4sam", {}),
+    ("dam4sam-tree (P=3)", "dam4sam-tree", {}),
 ]
 
 

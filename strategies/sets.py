@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from treemem.registry import register_strategy
+from treemem.strategies.dam4sam import DistractorAwareFrames, DistractorGate
 from treemem.strategies.memory import ObjectAwareFrames, RecentFrames
 from treemem.strategies.sam3_memory import ScoredFrames
 from treemem.strategies.samurai import MotionAwareFrames, MotionModel
@@ -261,4 +262,114 @@ class Sam3MemoryTree:
             pruning=UncertaintyDiversity(self.delta_conf),
             memory=ScoredFrames(self.mf_threshold, self.stride, self.max_pointers),
             weighting=Unweighted(),
+        )
+
+
+def _check_dam4sam(params: Dam4Sam | Dam4SamTree) -> None:
+    _check(
+        0.0 <= params.iou_threshold <= 1.0,
+        f"iou_threshold must be in [0, 1], got {params.iou_threshold}",
+    )
+    _check(
+        0.0 < params.size_low <= params.size_high,
+        f"need 0 < size_low <= size_high, got {params.size_low} and {params.size_high}",
+    )
+    _check(params.spacing >= 0, f"spacing must be >= 0, got {params.spacing}")
+    _check(
+        0.0 <= params.box_iou_threshold <= 1.0,
+        f"box_iou_threshold must be in [0, 1], got {params.box_iou_threshold}",
+    )
+    _check(
+        1 <= params.max_conditioning < 7,
+        f"max_conditioning must be in 1..6 (SAM 2 has 7 memory slots), got "
+        f"{params.max_conditioning}",
+    )
+    _check(params.stride >= 1, f"stride must be >= 1, got {params.stride}")
+
+
+def _dam4sam_parts(params: Dam4Sam | Dam4SamTree) -> tuple[DistractorGate, DistractorAwareFrames]:
+    gate = DistractorGate(
+        iou_threshold=params.iou_threshold,
+        size_low=params.size_low,
+        size_high=params.size_high,
+        spacing=params.spacing,
+        box_iou_threshold=params.box_iou_threshold,
+    )
+    return gate, DistractorAwareFrames(params.max_conditioning, stride=params.stride)
+
+
+@register_strategy
+@dataclass(frozen=True)
+class Dam4Sam:
+    """DAM4SAM (Videnovic et al., CVPR 2025): one pathway, distractor-aware memory.
+
+    Argmax IoU; a distractor-resolving memory of promoted frames (a confident, size-stable
+    mask with a candidate reaching outside it) and a stride-5 recent-appearance memory.
+    Defaults are the reference's (its sam21pp configs); run it on a SAM 2.1 checkpoint.
+    """
+
+    name: ClassVar[str] = "dam4sam"
+    iou_threshold: float = 0.8
+    size_low: float = 0.8
+    size_high: float = 1.2
+    spacing: int = 5
+    box_iou_threshold: float = 0.7
+    max_conditioning: int = 4
+    stride: int = 5
+
+    def __post_init__(self) -> None:
+        _check_dam4sam(self)
+
+    def build(self) -> StrategySet:
+        gate, memory = _dam4sam_parts(self)
+        return StrategySet(
+            name=self.name,
+            pathways=1,
+            start=CloneStart(),
+            scoring=CurrentIou(),
+            pruning=TopScores(),
+            memory=memory,
+            weighting=Unweighted(),
+            promotion=gate,
+        )
+
+
+@register_strategy
+@dataclass(frozen=True)
+class Dam4SamTree:
+    """DAM4SAM in SAM2Long's memory tree (new): P pathways, each its own distractor memory.
+
+    Each pathway has its own promoted frames, area history and last promotion; a pathway's
+    alternatives are its own row's other candidates. Cumulative log-IoU scores and
+    SAM2Long's uncertainty rule (delta_conf) and diversity key. With pathways=1 it makes
+    the choices of `dam4sam`.
+    """
+
+    name: ClassVar[str] = "dam4sam-tree"
+    pathways: int = 3
+    iou_threshold: float = 0.8
+    size_low: float = 0.8
+    size_high: float = 1.2
+    spacing: int = 5
+    box_iou_threshold: float = 0.7
+    max_conditioning: int = 4
+    stride: int = 5
+    delta_conf: float = 2.0
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check_tree(self.pathways, self.delta_conf, self.eps)
+        _check_dam4sam(self)
+
+    def build(self) -> StrategySet:
+        gate, memory = _dam4sam_parts(self)
+        return StrategySet(
+            name=self.name,
+            pathways=self.pathways,
+            start=CloneStart(),
+            scoring=CumulativeLogIou(self.eps),
+            pruning=UncertaintyDiversity(self.delta_conf),
+            memory=memory,
+            weighting=Unweighted(),
+            promotion=gate,
         )

@@ -46,6 +46,7 @@ class Unweighted:
         return MemoryPlan(
             spatial=tuple(MemoryRef(e.node, pos) for e, pos in recalled.spatial),
             pointers=tuple(MemoryRef(e.node, pos) for e, pos in recalled.pointers),
+            pointer_span=recalled.pointer_span,
         )
 
 
@@ -89,4 +90,5 @@ class OcclusionRankWeights:
                 MemoryRef(e.node, pos, w)
                 for (e, pos), w in zip(recalled.pointers, pointer_w, strict=True)
             ),
+            pointer_span=recalled.pointer_span,
         )

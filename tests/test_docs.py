@@ -151,6 +151,7 @@ def parameter_tables(page: Path) -> list[dict[str, str]]:
         ("sam2long.md", ["sam2long"]),
         ("samurai.md", ["samurai", "samurai-tree"]),
         ("sam3-memory.md", ["sam3-memory", "sam3-memory-tree"]),
+        ("dam4sam.md", ["dam4sam", "dam4sam-tree"]),
     ],
 )
 def test_strategy_pages_list_every_parameter_and_default(page: str, names: list[str]) -> None:

@@ -10,7 +10,9 @@ emitted as soon as they are decided, so output is online and exact.
 A strategy set with a pathway model (SAMURAI's Kalman filter) also gets one model state per
 pathway, kept next to its memory history: started on a (re-)prompt, stepped with the parent
 row's candidate boxes, and its per-candidate likelihood is the scoring evidence in place of
-the predicted IoU.
+the predicted IoU. A set with a promotion rule (DAM4SAM's distractor-aware memory) gets a
+second per-pathway state the same way, stepped with the row's mask statistics; it decides
+which kept candidates are committed as conditioning memory (`Commit.promote`).
 
 An engine runs in one direction (`treemem.types.Direction`). Backward, frames are visited in
 descending order from the start frame, as sam2's `propagate_in_video(reverse=True)` does:
@@ -29,7 +31,7 @@ import numpy as np
 
 from treemem.backend import Backend
 from treemem.lineage import Lineage
-from treemem.strategy import CandidateTable, Evidence, PathwayStep, StrategySet
+from treemem.strategy import CandidateTable, Evidence, PathwayStep, PromotionStep, StrategySet
 from treemem.survivors import Selection, choose_survivors
 from treemem.tree import TreeRecord
 from treemem.types import (
@@ -39,6 +41,7 @@ from treemem.types import (
     FloatArray,
     FrameDecision,
     InputError,
+    MaskStats,
     MemoryEntry,
     MemoryHistory,
     PathwayQuery,
@@ -59,7 +62,8 @@ class Pathway:
 
     score: its cumulative score; history: the memory it may still read; slot: the slot its
     node was recorded in (pathways may share a node, as after a clone start); state: its
-    pathway-model state (None when the strategy set has no model).
+    pathway-model state (None when the strategy set has no model); promotion: its promotion
+    rule's state (None when the set has no promotion rule).
     """
 
     node: int
@@ -67,6 +71,7 @@ class Pathway:
     history: MemoryHistory
     slot: int
     state: object = None
+    promotion: object = None
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,8 @@ class Engine:
             iou = proposals.iou[row : row + n]
             occlusion = proposals.occlusion[row : row + n]
             boxes = None if proposals.boxes is None else proposals.boxes[row : row + n]
-            steps.append(self._select(obj, frame, beam, iou, occlusion, row, boxes))
+            stats = None if proposals.stats is None else proposals.stats.rows(slice(row, row + n))
+            steps.append(self._select(obj, frame, beam, iou, occlusion, row, boxes, stats))
             row += n
         return steps, proposals
 
@@ -218,6 +224,11 @@ class Engine:
             raise TreememError(
                 f"strategy {self.strategy.name!r} needs candidate boxes, and the backend "
                 "returned none: use a backend whose propose supports boxes=True"
+            )
+        if self.strategy.promotion is not None and proposals.stats is None:
+            raise TreememError(
+                f"strategy {self.strategy.name!r} needs mask statistics, and the backend "
+                "returned none: use a backend whose propose supports mask_stats=True"
             )
         return proposals
 
@@ -245,13 +256,16 @@ class Engine:
         occlusion: Float32Array,
         row0: int,
         boxes: Float32Array | None = None,
+        stats: MaskStats | None = None,
     ) -> _Step:
         """One object's frame step: evidence, scores, survivors, then what they become.
 
         iou: (N, K) and occlusion: (N,) are the object's proposal rows, starting at row `row0`
-        of the batched proposal; boxes: (N, K, 4) when the set has a pathway model."""
+        of the batched proposal; boxes: (N, K, 4) when the set has a pathway model; stats:
+        the rows' mask statistics when it has a promotion rule."""
         iou, occlusion = self._reject_non_finite(obj, frame, iou, occlusion)
         model_steps = self._step_models(beam, iou, occlusion, boxes)
+        promotions = self._step_promotions(frame, beam, iou, occlusion, stats)
         evidence: Evidence = iou
         if model_steps:
             evidence = np.stack([step.likelihood for step in model_steps]).astype(np.float64)
@@ -263,7 +277,9 @@ class Engine:
         if chosen.kept.size == 0:
             raise TreememError(f"object {obj}, frame {frame}: the backend gave no usable candidate")
         first_row = self._record(obj, frame, beam, table, chosen)
-        return self._grow(obj, frame, beam, table, chosen, first_row, row0, model_steps)
+        return self._grow(
+            obj, frame, beam, table, chosen, first_row, row0, model_steps, promotions, stats
+        )
 
     def _step_models(
         self,
@@ -282,6 +298,26 @@ class Engine:
             for p, pathway in enumerate(beam.pathways)
         ]
 
+    def _step_promotions(
+        self,
+        frame: int,
+        beam: Beam,
+        iou: Float32Array,
+        occlusion: Float32Array,
+        stats: MaskStats | None,
+    ) -> list[PromotionStep]:
+        """Each parent row's promotion-rule step ([] when the set has no promotion rule)."""
+        promotion = self.strategy.promotion
+        if promotion is None:
+            return []
+        assert stats is not None
+        return [
+            promotion.step(
+                pathway.promotion, frame, iou[p], float(occlusion[p]), stats.rows(slice(p, p + 1))
+            )
+            for p, pathway in enumerate(beam.pathways)
+        ]
+
     def _grow(
         self,
         obj: int,
@@ -292,24 +328,37 @@ class Engine:
         first_row: int,
         row0: int,
         model_steps: list[PathwayStep],
+        promotions: list[PromotionStep],
+        stats: MaskStats | None,
     ) -> _Step:
         """The survivors as new pathways (one per slot, shared by the pathways on it) and the
-        commits that store their memories; node ids are the rows `_record` gave them."""
+        commits that store their memories; node ids are the rows `_record` gave them.
+
+        A kept memory is visible iff its mask is non-empty at the decoder's resolution when
+        the rows' mask statistics say so, else iff its row is present."""
         k = table.num_candidates
         commits, parents, grown = [], [], []
         for slot, flat in enumerate(chosen.kept.tolist()):
             parent, candidate = divmod(flat, k)
             pathway = beam.pathways[parent]
-            commits.append(Commit(first_row + slot, row0 + parent, candidate))
+            rule = promotions[parent] if promotions else None
+            promote = rule is not None and bool(rule.promote(candidate))
+            commits.append(Commit(first_row + slot, row0 + parent, candidate, promote))
             parents.append(pathway.node)
             step = model_steps[parent] if model_steps else None
+            occlusion = float(table.occlusion[parent])
+            visible = occlusion > self.strategy.presence_threshold
+            if stats is not None:
+                visible = bool(stats.area_lowres[parent, candidate] > 0)
             entry = MemoryEntry(
                 first_row + slot,
                 frame,
                 float(table.iou[parent, candidate]),
-                float(table.occlusion[parent]),
+                occlusion,
                 motion=None if step is None else step.motion(candidate),
                 direction=self.direction,
+                visible=visible,
+                promoted=promote,
             )
             grown.append(
                 Pathway(
@@ -318,6 +367,7 @@ class Engine:
                     self.strategy.memory.extend(pathway.history, entry),
                     slot,
                     None if step is None else step.child(candidate),
+                    None if rule is None else rule.child(candidate),
                 )
             )
         pathways = tuple([grown[slot] for slot in chosen.slots])
@@ -468,7 +518,9 @@ class Engine:
                 self.lineage.unhold(e.node for e in pathway.history.recent)
         model = self.strategy.pathway_model
         state = None if model is None else model.start(self._prompt_results[node])
-        self.beams[obj] = Beam(frame, (Pathway(node, 0.0, history, 0, state),))
+        promotion = self.strategy.promotion
+        rule = None if promotion is None else promotion.start(self._prompt_results[node])
+        self.beams[obj] = Beam(frame, (Pathway(node, 0.0, history, 0, state, rule),))
 
     # --- decisions ------------------------------------------------------------------------------
 

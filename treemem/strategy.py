@@ -18,6 +18,7 @@ from treemem.types import (
     Float32Array,
     FloatArray,
     IntArray,
+    MaskStats,
     MemoryEntry,
     MemoryHistory,
     MemoryPlan,
@@ -60,10 +61,14 @@ class CandidateTable:
 
 @dataclass(frozen=True)
 class RecalledMemory:
-    """Memory selection's answer before weighting: entries with their temporal positions."""
+    """Memory selection's answer before weighting: entries with their temporal positions.
+
+    `pointer_span` is what the plan's pointer positions are normalised by (`MemoryPlan`):
+    None for the video's length (SAM 2), or the frames seen so far (DAM4SAM)."""
 
     spatial: tuple[tuple[MemoryEntry, int], ...]
     pointers: tuple[tuple[MemoryEntry, int], ...]
+    pointer_span: int | None = None
 
 
 class Scoring(Protocol):
@@ -157,6 +162,34 @@ class PathwayModel(Protocol):
     ) -> PathwayStep: ...
 
 
+class PromotionStep(Protocol):
+    """A promotion rule's view of one parent row at one frame (see `Promotion.step`).
+
+    `promote(k)`: whether the pathway that keeps candidate k stores it as conditioning
+    memory; `child(k)`: that pathway's rule state. Both are asked only for kept candidates."""
+
+    def promote(self, candidate: int) -> bool: ...
+
+    def child(self, candidate: int) -> object: ...
+
+
+class Promotion(Protocol):
+    """Which kept candidates become conditioning memory (DAM4SAM's distractor-aware memory).
+
+    The engine keeps one opaque state per pathway, as it does a pathway model's: `start` on
+    a (re-)prompt, `step` on every tracking frame with the parent row's candidates, among
+    them their mask statistics (the backend measures them only for sets with a promotion
+    rule). A promoted candidate's memory is encoded from its binarised mask, as a prompt's
+    is, and its `MemoryEntry` says `promoted=True`; memory selection decides how it is read.
+    iou: (K,) predicted IoUs; stats: the row's `MaskStats` (N = 1)."""
+
+    def start(self, prompt: PromptResult) -> object: ...
+
+    def step(
+        self, state: object, frame: int, iou: Float32Array, occlusion: float, stats: MaskStats
+    ) -> PromotionStep: ...
+
+
 @dataclass(frozen=True)
 class StrategySet:
     """Everything the engine needs to run a search; the engine never looks past these.
@@ -164,7 +197,8 @@ class StrategySet:
     `pathway_model` (None for sets without per-pathway state) turns on box proposals and
     scores candidates by its likelihoods. `presence_threshold` is passed to the backend: a
     row's masks are emptied and its pointer is the no-object pointer iff its occlusion logit
-    is <= it (SAM 2: 0; SAMURAI: -1)."""
+    is <= it (SAM 2: 0; SAMURAI: -1). `promotion` (None: nothing is promoted) turns on mask
+    statistics and promoted commits."""
 
     name: str
     pathways: int
@@ -175,11 +209,17 @@ class StrategySet:
     weighting: MemoryWeighting
     pathway_model: PathwayModel | None = None
     presence_threshold: float = 0.0
+    promotion: Promotion | None = None
 
     def options(self) -> ProposalOptions:
         """What the set asks of a backend's `prompt` and `propose`: boxes when it has a
-        pathway model, and its presence threshold. A backend runs the set iff it implements
-        every option this requests (`ProposalOptions.requested`)."""
+        pathway model, its presence threshold, and mask statistics and promotion when it
+        has a promotion rule. A backend runs the set iff it implements every option this
+        requests (`ProposalOptions.requested`)."""
+        promotes = self.promotion is not None
         return ProposalOptions(
-            boxes=self.pathway_model is not None, presence_threshold=self.presence_threshold
+            boxes=self.pathway_model is not None,
+            presence_threshold=self.presence_threshold,
+            mask_stats=promotes,
+            promotion=promotes,
         )

@@ -88,6 +88,13 @@ class MemoryEntry:
     scored one (SAMURAI's stable phase), else None. `direction` is the order of the search
     that stored it: memory selection reads temporal order through `elapsed`, never by
     comparing frame numbers, so one strategy serves forward and backward tracking.
+
+    `visible`: the kept mask is non-empty at the decoder's own resolution. That is not the
+    occlusion test (a present row can decode an empty mask, and DAM4SAM reads only visible
+    frames); it is measured when the set asks for mask statistics, else it follows presence
+    (occlusion logit above the set's presence threshold). `promoted`: a promotion rule made
+    this tracked frame conditioning memory (re-encoded from its binarised mask, as a prompt
+    is); it stays a tracked frame, not a prompt, so restart rules can tell the two apart.
     """
 
     node: int
@@ -97,6 +104,8 @@ class MemoryEntry:
     conditioning: bool = False
     motion: float | None = None
     direction: Direction = "forward"
+    visible: bool = True
+    promoted: bool = False
 
     def elapsed(self, frame: int) -> int:
         """Signed frames from this entry to `frame` in tracking order (sam2's signed temporal
@@ -122,10 +131,16 @@ class MemoryRef:
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """What one pathway reads at one frame: spatial memories and object pointers, in order."""
+    """What one pathway reads at one frame: spatial memories and object pointers, in order.
+
+    `pointer_span`: the frame count pointer positions are normalised by (SAM 2 divides them
+    by min(span, max pointers) - 1). None is SAM 2's choice, the video's length; an online
+    tracker that does not know the length (DAM4SAM) passes the frames it has seen so far.
+    """
 
     spatial: tuple[MemoryRef, ...]
     pointers: tuple[MemoryRef, ...]
+    pointer_span: int | None = None
 
     def nodes(self) -> frozenset[int]:
         return frozenset(ref.node for ref in self.spatial + self.pointers)
@@ -170,7 +185,10 @@ class ProposalOptions:
 
     boxes: also return each candidate's box (`Proposals.boxes`). presence_threshold: a row
     whose occlusion logit is <= this gets empty masks and the no-object pointer (SAM 2's rule
-    at 0), and so does a prompt the model decodes (clicks, a box).
+    at 0), and so does a prompt the model decodes (clicks, a box). mask_stats: also return
+    each candidate's mask statistics (`Proposals.stats`, a `MaskStats`), measured on the
+    backend's device. promotion: commits may carry `promote=True` (the kept candidate's
+    memory is encoded from its binarised mask, as a prompt's is).
 
     Every default is what a backend that has never heard of the option does anyway, so a new
     option (a field with such a default) leaves every existing backend correct: it keeps
@@ -181,6 +199,8 @@ class ProposalOptions:
 
     boxes: bool = False
     presence_threshold: float = 0.0
+    mask_stats: bool = False
+    promotion: bool = False
 
     def requested(self) -> tuple[str, ...]:
         """Names of the options set away from their defaults, in field order."""
@@ -201,13 +221,60 @@ class ProposalOptions:
 
 
 @dataclass(frozen=True)
+class MaskStats:
+    """What a rule may need to know about N rows of K candidate masks, without the masks.
+
+    Measured at video resolution (the masks `mask_logits` gives, logits > 0) unless named
+    otherwise; boxes are x1, y1, x2, y2 with the max inclusive, [0, 0, 0, 0] when empty.
+
+    area: (N, K) int64 pixel count. area_lowres: (N, K) int64 pixel count at the decoder's
+    own resolution (whether a memory of the mask is visible). boxes: (N, K, 4) float32.
+    outside_area: (N, K, K) int64, [r, k, j] the area of the largest 8-connected component
+    of candidate j's mask outside candidate k's (ties: the component met first in row-major
+    order; 0 when nothing is outside, and on the diagonal). outside_union_boxes:
+    (N, K, K, 4) float32, the box of candidate k's mask united with that component (k's own
+    box where there is none). Distractor rules read these: a candidate that reaches outside
+    the kept mask is where a look-alike is.
+    """
+
+    area: IntArray
+    area_lowres: IntArray
+    boxes: Float32Array
+    outside_area: IntArray
+    outside_union_boxes: Float32Array
+
+    def __post_init__(self) -> None:
+        n, k = self.area.shape
+        shapes = {
+            "area_lowres": (self.area_lowres.shape, (n, k)),
+            "boxes": (self.boxes.shape, (n, k, 4)),
+            "outside_area": (self.outside_area.shape, (n, k, k)),
+            "outside_union_boxes": (self.outside_union_boxes.shape, (n, k, k, 4)),
+        }
+        for name, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"mask stats need {name} {want}, got {got}")
+
+    def rows(self, index: IntArray | slice) -> MaskStats:
+        """The statistics of some rows (a slice, or an index array in any order)."""
+        return MaskStats(
+            self.area[index],
+            self.area_lowres[index],
+            self.boxes[index],
+            self.outside_area[index],
+            self.outside_union_boxes[index],
+        )
+
+
+@dataclass(frozen=True)
 class Proposals:
     """The backend's answer for N pathway rows: K candidates each.
 
     iou: (N, K) predicted IoU of each candidate; occlusion: (N,) occlusion logit of each row
     (o > 0: object present). Candidate masks stay on the backend, addressed by (row, k).
     boxes: (N, K, 4) each candidate mask's box (x1, y1, x2, y2), max inclusive, [0, 0, 0, 0]
-    for an empty mask; only when `propose` was asked for boxes, else None.
+    for an empty mask; only when `propose` was asked for boxes, else None. stats: the
+    candidates' `MaskStats`; only when asked for mask statistics, else None.
     batch: the backend's own, opaque record of this call (its candidate masks and what it
     needs to encode their memories); the engine only hands it back to `commit`, inside these
     proposals. A stand-in backend whose `commit` needs nothing may leave it None.
@@ -217,6 +284,7 @@ class Proposals:
     occlusion: Float32Array
     boxes: Float32Array | None = None
     batch: object = field(default=None, repr=False, compare=False)
+    stats: MaskStats | None = None
 
     def __post_init__(self) -> None:
         if self.iou.ndim != 2 or self.occlusion.shape != (self.iou.shape[0],):
@@ -228,6 +296,10 @@ class Proposals:
             raise ValueError(
                 f"proposals need boxes (N, K, 4) = {(*self.iou.shape, 4)}, got {self.boxes.shape}"
             )
+        if self.stats is not None and self.stats.area.shape != self.iou.shape:
+            raise ValueError(
+                f"proposals need stats for {self.iou.shape} candidates, got {self.stats.area.shape}"
+            )
 
 
 @dataclass(frozen=True)
@@ -237,12 +309,15 @@ class Commit:
     Only what the backend needs: the (row, candidate) addresses a mask of the proposals the
     commit is made from, and `node` is the fresh id later memory plans read it by. (The
     pathway's parent node is the engine's bookkeeping; identical children are recognised by
-    the backend from the row's memory plan.)
+    the backend from the row's memory plan.) `promote`: store the candidate as conditioning
+    memory, encoded from its binarised mask as a prompt is (only with the `promotion`
+    proposal option; the mask and pointer stay the tracked ones).
     """
 
     node: int
     row: int
     candidate: int
+    promote: bool = False
 
 
 PromptKind = Literal["mask", "box", "points"]

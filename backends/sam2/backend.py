@@ -4,7 +4,10 @@ Per frame, `propose` groups the distinct memory plans (identical pathways, such 
 clones, are computed once) by memory layout, and runs memory attention and the mask decoder
 for each group as one batch. `commit` encodes the kept candidates' memories in one batch;
 identical children (same plan, same candidate, or any candidate of an absent object) share
-one memory. Stored memories live until the engine releases their nodes.
+one memory. Stored memories live until the engine releases their nodes. A promoted commit
+(`Commit.promote`) is encoded from its binarised mask, as sam2 encodes a prompt, in a second
+batch of its own; mask statistics (`ProposalOptions.mask_stats`) are measured on the model's
+device (`treemem.backends.sam2.masks`).
 
 Bit-exactness with sam2's own predictor is a design constraint: memory features are stored in
 bfloat16 as sam2 stores them, the pieces sam2 computes one row at a time (object pointers, the
@@ -35,6 +38,7 @@ from sam2.modeling.sam2_utils import get_1d_sine_pe
 
 from treemem.backends.sam2.attention import weighted_memory_attention
 from treemem.backends.sam2.compiled import compile_model, compiled_memory_attention
+from treemem.backends.sam2.masks import mask_stats
 from treemem.geometry import boxes_from_occupancy
 from treemem.types import (
     Commit,
@@ -59,6 +63,7 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
+SUPPORTED_OPTIONS = frozenset({"boxes", "presence_threshold", "mask_stats", "promotion"})
 
 
 def candidate_boxes(low_res: torch.Tensor, image_size: int) -> np.ndarray:
@@ -296,7 +301,7 @@ class Sam2Backend:
         whose output follows `options.presence_threshold` as tracking frames do (masks emptied
         and the no-object pointer at occlusion logit <= it), so SAMURAI's -1 holds on its
         prompt frame too. The memory encoder keeps sam2's own rule (absent iff <= 0)."""
-        options.check("sam2", {"boxes", "presence_threshold"})
+        options.check("sam2", SUPPORTED_OPTIONS)
         assert isinstance(features, FrameFeatures)
         model = self.model
         height, width = self._frame_size
@@ -442,7 +447,7 @@ class Sam2Backend:
         pointers = tuple(
             (self._memory(r.node).content, r.position, r.weight) for r in plan.pointers
         )
-        return (spatial, pointers)
+        return (spatial, pointers, plan.pointer_span)
 
     @_model_work
     def propose(
@@ -451,7 +456,7 @@ class Sam2Backend:
         """See `treemem.backend.Backend.propose`: `presence_threshold` empties the masks and
         sets the no-object pointer for rows with occlusion logit <= it (sam2's rule is 0);
         the memory encoder keeps sam2's own rule (absent iff <= 0)."""
-        options.check("sam2", {"boxes", "presence_threshold"})
+        options.check("sam2", SUPPORTED_OPTIONS)
         presence_threshold = options.presence_threshold
         assert isinstance(features, FrameFeatures)
         signatures: list[tuple[Any, ...]] = []
@@ -496,11 +501,13 @@ class Sam2Backend:
         unique_boxes = None
         if options.boxes:
             unique_boxes = candidate_boxes(batch.low_res, self.model.image_size)
+        stats = mask_stats(batch.low_res, self._frame_size) if options.mask_stats else None
         return Proposals(
             unique_iou[rows].astype(np.float32),
             unique_occ[rows].astype(np.float32),
             None if unique_boxes is None else unique_boxes[rows],
             batch=batch,
+            stats=None if stats is None else stats.rows(rows),
         )
 
     def _track(
@@ -592,7 +599,9 @@ class Sam2Backend:
                 weight.append(torch.full((tokens.shape[0],), ref.weight))
             if plan.pointers:
                 pointers = torch.stack([self._memory(r.node).pointer for r in plan.pointers], dim=0)
-                pointer_pos = self._pointer_positions(tuple(r.position for r in plan.pointers))
+                pointer_pos = self._pointer_positions(
+                    tuple(r.position for r in plan.pointers), plan.pointer_span
+                )
                 split = model.hidden_dim // model.mem_dim
                 if split > 1:
                     pointers = pointers.reshape(-1, 1, split, model.mem_dim)
@@ -632,14 +641,17 @@ class Sam2Backend:
             )
         return slots - 1 if position == 0 else position - 1
 
-    def _pointer_positions(self, positions: tuple[int, ...]) -> torch.Tensor:
-        """(n, 1, C_mem) pointer position encodings, computed exactly as sam2 does."""
-        cached = self._pointer_pos_cache.get(positions)
+    def _pointer_positions(self, positions: tuple[int, ...], span: int | None) -> torch.Tensor:
+        """(n, 1, C_mem) pointer position encodings, computed exactly as sam2 does, over
+        `span` frames (None: `pointer_length`, the video's length as in sam2's predictor)."""
+        key = (*positions, -1 if span is None else span)
+        cached = self._pointer_pos_cache.get(key)
         if cached is not None:
             return cached
         model = self.model
         if model.add_tpos_enc_to_obj_ptrs:
-            t_diff_max = min(self.pointer_length, model.max_obj_ptrs_in_encoder) - 1
+            frames = self.pointer_length if span is None else span
+            t_diff_max = min(frames, model.max_obj_ptrs_in_encoder) - 1
             dim = model.hidden_dim if model.proj_tpos_enc_in_obj_ptrs else model.mem_dim
             encoded = get_1d_sine_pe(
                 torch.tensor(positions, device=self.device) / t_diff_max, dim=dim
@@ -647,7 +659,7 @@ class Sam2Backend:
             encoded = model.obj_ptr_tpos_proj(encoded).unsqueeze(1)
         else:
             encoded = torch.zeros(len(positions), 1, model.mem_dim, device=self.device)
-        self._pointer_pos_cache[positions] = encoded
+        self._pointer_pos_cache[key] = encoded
         return encoded
 
     def _remember_pos(self, pos: list[torch.Tensor]) -> None:
@@ -671,17 +683,21 @@ class Sam2Backend:
         model = self.model
         # Every candidate of an absent object is the same empty mask and no-object pointer.
         absent_alias = bool(model.pred_obj_scores and model.fixed_no_obj_ptr)
-        contents: dict[tuple[int, int], int] = {}
+        contents: dict[tuple[int, int, bool], int] = {}
         work: list[tuple[int, int, int]] = []
+        promoted: list[tuple[int, int, int]] = []
         for commit in commits:
             unique = pending.row_to_unique[commit.row]
             present = pending.present[unique]
-            key = (unique, commit.candidate if present or not absent_alias else -1)
+            key = (unique, commit.candidate if present or not absent_alias else -1, commit.promote)
             if key not in contents:
                 contents[key] = self._new_content()
-                work.append((contents[key], unique, commit.candidate))
+                (promoted if commit.promote else work).append(
+                    (contents[key], unique, commit.candidate)
+                )
             self._hold(commit.node, contents[key])
         self._store.update(self._encode(features, pending, work))
+        self._store.update(self._encode(features, pending, promoted, as_prompt=True))
 
     def _new_content(self) -> int:
         self._next_content += 1
@@ -692,9 +708,17 @@ class Sam2Backend:
         self._content_refs[content] = self._content_refs.get(content, 0) + 1
 
     def _encode(
-        self, features: FrameFeatures, pending: _Batch, work: list[tuple[int, int, int]]
+        self,
+        features: FrameFeatures,
+        pending: _Batch,
+        work: list[tuple[int, int, int]],
+        *,
+        as_prompt: bool = False,
     ) -> dict[int, StoredMemory]:
-        """Memory encoder for the new contents, one batch; pointers one row at a time."""
+        """Memory encoder for the new contents, one batch; pointers one row at a time.
+
+        `as_prompt` encodes the masks as sam2 encodes a prompt's (binarised, not through a
+        sigmoid): a promoted frame's conditioning memory. Pointers and masks stay as tracked."""
         if not work:
             return {}
         model = self.model
@@ -712,7 +736,7 @@ class Sam2Backend:
             feat_sizes=features.feat_sizes,
             pred_masks_high_res=high_res,
             object_score_logits=occlusion,
-            is_mask_from_pts=False,
+            is_mask_from_pts=as_prompt,
         )
         self._remember_pos(pos)
         memory = memory.to(torch.bfloat16).to(self.storage)
@@ -741,6 +765,10 @@ class Sam2Backend:
     def logits(self, node: int) -> torch.Tensor:
         """The node's low-resolution mask logits (1, 1, h, w), for tests and overlays."""
         return self._memory(node).low_res_mask
+
+    def pointer(self, node: int) -> torch.Tensor:
+        """The node's object pointer (1, C), for tests that compare it with a reference."""
+        return self._memory(node).pointer
 
     def release(self, nodes: Iterable[int]) -> None:
         for node in nodes:

@@ -420,7 +420,7 @@ class Sam3Backend:
         pointers = tuple(
             (self._memory(r.node).content, r.position, r.weight) for r in plan.pointers
         )
-        return (spatial, pointers)
+        return (spatial, pointers, plan.pointer_span)
 
     @_model_work
     def propose(
@@ -550,7 +550,9 @@ class Sam3Backend:
                 weight.append(torch.full((tokens.shape[0],), ref.weight))
             if plan.pointers:
                 pointers = torch.stack([self._memory(r.node).pointer for r in plan.pointers])
-                pointer_pos = self._pointer_positions(tuple(r.position for r in plan.pointers))
+                pointer_pos = self._pointer_positions(
+                    tuple(r.position for r in plan.pointers), plan.pointer_span
+                )
                 if split > 1:
                     pointers = pointers.reshape(-1, 1, split, tracker.mem_dim)
                     pointers = pointers.permute(0, 2, 1, 3).flatten(0, 1)
@@ -587,17 +589,20 @@ class Sam3Backend:
             self._spatial_pos_cache[position] = cached
         return cached
 
-    def _pointer_positions(self, positions: tuple[int, ...]) -> torch.Tensor:
+    def _pointer_positions(self, positions: tuple[int, ...], span: int | None) -> torch.Tensor:
         """(n, 1, C_mem) pointer position encodings, as SAM 3's `_get_tpos_enc` computes them
-        (on the model's device instead of through pinned memory)."""
-        cached = self._pointer_pos_cache.get(positions)
+        (on the model's device instead of through pinned memory), normalised over `span`
+        frames (None: the video's length, as SAM 3's predictor does)."""
+        key = (*positions, -1 if span is None else span)
+        cached = self._pointer_pos_cache.get(key)
         if cached is None:
             tracker = self.tracker
-            t_diff_max = min(self._num_frames, tracker.max_obj_ptrs_in_encoder) - 1
+            frames = self._num_frames if span is None else span
+            t_diff_max = min(frames, tracker.max_obj_ptrs_in_encoder) - 1
             relative = torch.tensor(positions, device=self.device) / t_diff_max
             encoded = get_1d_sine_pe(relative, dim=tracker.hidden_dim)
             cached = tracker.obj_ptr_tpos_proj(encoded).unsqueeze(1)
-            self._pointer_pos_cache[positions] = cached
+            self._pointer_pos_cache[key] = cached
         return cached
 
     def _remember_pos(self, pos: list[torch.Tensor]) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from treemem.backend import Backend
+from treemem.geometry import mask_stats
 from treemem.types import (
     Commit,
     ConfigError,
@@ -53,7 +54,9 @@ class BackendCase:
     make: Callable[[], Backend]
     prompts: tuple[Prompt, ...]
     held: Callable[[Backend], int]
-    supported: frozenset[str] = frozenset({"boxes", "presence_threshold"})
+    supported: frozenset[str] = frozenset(
+        {"boxes", "presence_threshold", "mask_stats", "promotion"}
+    )
     batch_atol: float = 0.0
 
 
@@ -399,6 +402,102 @@ def check_options(case: BackendCase) -> None:
         )
 
 
+def check_mask_stats(case: BackendCase) -> None:
+    """Mask statistics come exactly when asked for, with their shapes and dtypes, and equal
+    `treemem.geometry.mask_stats` of the masks the candidates commit (`mask_logits > 0`):
+    areas, boxes, the largest component outside each other candidate, the united boxes.
+    Under a presence threshold of inf every mask, at either resolution, is empty."""
+    if "mask_stats" not in case.supported:
+        return
+    world = grow(case)
+    backend = world.backend
+    features = backend.encode(2)
+    queries = world.branches()
+    n, k = len(queries), world.k
+    assert backend.propose(features, queries, ProposalOptions()).stats is None, (
+        "mask stats: returned without being asked for"
+    )
+    proposals = backend.propose(features, queries, ProposalOptions(mask_stats=True))
+    stats = proposals.stats
+    assert stats is not None, "mask stats: asked for, none returned"
+    for name, shape in (("area", (n, k)), ("area_lowres", (n, k)), ("outside_area", (n, k, k))):
+        array = getattr(stats, name)
+        assert array.shape == shape and array.dtype == np.int64, (
+            f"mask stats: {name} is {array.shape} {array.dtype}, not {shape} int64"
+        )
+    for name in ("boxes", "outside_union_boxes"):
+        assert getattr(stats, name).dtype == np.float32, f"mask stats: {name} is not float32"
+    picks = [(r, c) for r in range(n) for c in range(k)]
+    nodes = world.commit(features, proposals, picks)
+    masks = np.stack([backend.mask_logits(node) > 0 for node in nodes]).reshape(
+        n, k, *backend.frame_size
+    )
+    expected = mask_stats(masks, stats.area_lowres)
+    for field in dataclasses.fields(expected):
+        _close(f"mask stats: {field.name} against the masks committed",
+               getattr(stats, field.name), getattr(expected, field.name))
+    absent = backend.propose(
+        features, queries, ProposalOptions(mask_stats=True, presence_threshold=np.inf)
+    ).stats
+    assert absent is not None
+    assert not absent.area.any() and not absent.area_lowres.any(), (
+        "mask stats: a mask emptied by the presence threshold has pixels"
+    )
+
+
+def check_promotion(case: BackendCase) -> None:
+    """A promoted commit keeps its candidate's mask, is its own memory (not shared with the
+    same candidate committed plainly, and read differently), is held and released like any
+    other, and reads the same twice."""
+    if "promotion" not in case.supported:
+        return
+    world = grow(case)
+    backend = world.backend
+    obj, prompt_node = world.objects[0], world.prompt_nodes[0]
+    query = PathwayQuery(obj, child_plan(prompt_node, world.children[obj][0]))
+    features = backend.encode(2)
+    options = ProposalOptions(promotion=True)
+    proposals = backend.propose(features, [query], options)
+    held = case.held(backend)
+    plain, promoted = world.fresh(2)
+    backend.commit(features, proposals, [Commit(plain, 0, 0), Commit(promoted, 0, 0, promote=True)])
+    assert case.held(backend) == held + 2, (
+        f"promotion: {case.held(backend) - held} memories for a plain and a promoted commit, "
+        "not 2 (a promoted memory must not be shared with the plain one)"
+    )
+    _close("promotion: the promoted node's mask is its candidate's",
+           backend.mask_logits(promoted), backend.mask_logits(plain))
+    later = backend.encode(3)
+    reads = [PathwayQuery(obj, child_plan(prompt_node, node, 1)) for node in (plain, promoted)]
+    once = backend.propose(later, reads, options)
+    _same("promotion: a plan reading a promoted node, twice",
+          _rows(backend.propose(later, reads[1:], options), [0]), _rows(once, [1]),
+          case.batch_atol)
+    assert not np.array_equal(once.iou[0], once.iou[1]), (
+        "promotion: a plan reading the promoted node proposes as one reading the plain node"
+    )
+    backend.release([promoted, plain])
+    assert case.held(backend) == held, "promotion: releasing both did not free both"
+    _raises(MemoryContractError, "promotion: mask_logits of a released promoted node",
+            lambda: backend.mask_logits(promoted))
+
+
+def check_pointer_span(case: BackendCase) -> None:
+    """A plan's pointer span is part of the plan: the same plan normalised over another span
+    proposes differently (a backend that ignores it reads positions wrongly), the same span
+    twice the same."""
+    world = grow(case)
+    backend = world.backend
+    obj, prompt_node = world.objects[0], world.prompt_nodes[0]
+    plan = child_plan(prompt_node, world.children[obj][0])
+    spans = [PathwayQuery(obj, dataclasses.replace(plan, pointer_span=s)) for s in (None, 3, 3)]
+    proposals = backend.propose(backend.encode(2), spans, _options(case))
+    _same("pointer span: one span twice", _rows(proposals, [1]), _rows(proposals, [2]))
+    assert not np.array_equal(proposals.iou[0], proposals.iou[1]), (
+        "pointer span: a plan over 3 frames proposes as one over the video's length"
+    )
+
+
 CHECKS: tuple[Callable[[BackendCase], None], ...] = (
     check_shapes_and_dtypes,
     check_deterministic,
@@ -409,4 +508,7 @@ CHECKS: tuple[Callable[[BackendCase], None], ...] = (
     check_commit_needs_its_own_proposals,
     check_commit_reads_only_its_proposals,
     check_options,
+    check_mask_stats,
+    check_promotion,
+    check_pointer_span,
 )

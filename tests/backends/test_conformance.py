@@ -15,6 +15,9 @@ from conformance import (
     CHECKS,
     BackendCase,
     check_commit_reads_only_its_proposals,
+    check_mask_stats,
+    check_pointer_span,
+    check_promotion,
     check_release,
     check_rows_independent,
 )
@@ -89,6 +92,7 @@ def sam3_case() -> BackendCase:
         make=lambda: Sam3Backend(model, lambda index: frames[index], len(frames), size),
         prompts=(Prompt(1, 0, mask=masks[0]), Prompt(2, 0, mask=masks[1])),
         held=lambda backend: backend.stored_memories,  # type: ignore[attr-defined]
+        supported=frozenset({"boxes", "presence_threshold"}),  # no DAM4SAM hooks yet
         batch_atol=1e-5,
     )
 
@@ -204,6 +208,39 @@ class CommitsTheLastProposals(Forwarding):
         self.inner.commit(features, self._last, commits)
 
 
+class IgnoresPromotion(Forwarding):
+    """Commits a promoted candidate as a plain one (the re-encoding never happens)."""
+
+    def commit(self, features: object, proposals: Proposals, commits: Sequence[Commit]) -> None:
+        plain = [dataclasses.replace(c, promote=False) for c in commits]
+        self.inner.commit(features, proposals, plain)
+
+
+class IgnoresPointerSpan(Forwarding):
+    """Reads every plan as if its pointers were normalised by the video's length."""
+
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
+        plain = [
+            PathwayQuery(q.obj, dataclasses.replace(q.plan, pointer_span=None)) for q in queries
+        ]
+        return self.inner.propose(features, plain, options)
+
+
+class ShiftedStats(Forwarding):
+    """Mask statistics one row off (measured on the wrong masks)."""
+
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
+        proposals = self.inner.propose(features, queries, options)
+        if proposals.stats is None:
+            return proposals
+        rows = np.roll(np.arange(len(queries)), 1)
+        return dataclasses.replace(proposals, stats=proposals.stats.rows(rows))
+
+
 def _wrapped(defect: type[Forwarding]) -> BackendCase:
     synthetic = synthetic_case()
     make = synthetic.make
@@ -237,6 +274,9 @@ def test_a_faithful_wrapper_passes_every_check() -> None:
         (IgnoresRelease, check_release),
         (RowsOutOfOrder, check_rows_independent),
         (CommitsTheLastProposals, check_commit_reads_only_its_proposals),
+        (IgnoresPromotion, check_promotion),
+        (IgnoresPointerSpan, check_pointer_span),
+        (ShiftedStats, check_mask_stats),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )

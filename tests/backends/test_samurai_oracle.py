@@ -16,19 +16,16 @@ another machine) by up to 1e-6, which is the tolerance's reason.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from oracle import ProposeLog, frame_of_call, load_module, state_dict_sha256
 
 from treemem import Engine, Prompt, load_strategy
 from treemem.strategies.samurai import MotionStep, box_to_xyah
-from treemem.types import PathwayQuery, ProposalOptions, Proposals
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
@@ -66,14 +63,6 @@ class Run:
     masks: np.ndarray
 
 
-def _shim() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("samurai_oracle_shim", ORACLE / "shim.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _model() -> Any:
     """The case's checkpoint, rebuilt as make_case.py does (seed 3, IoU head x 40) and
     checked by its state dict's sha256; built at the case's image size."""
@@ -81,12 +70,7 @@ def _model() -> Any:
     model = build_random_model(seed=3, image_size=int(config["image_size"]))
     with torch.no_grad():
         model.sam_mask_decoder.iou_prediction_head.layers[2].weight *= 40.0
-    state = model.state_dict()
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].cpu().numpy().tobytes())
-    assert digest.hexdigest() == CHECKPOINT_SHA
+    assert state_dict_sha256(model) == CHECKPOINT_SHA
     return model
 
 
@@ -102,20 +86,10 @@ def _run(name: str, overrides: dict[str, str]) -> Run:
     size = read(0).shape[:2]
     frames = len(files)
     backend = Sam2Backend(_model(), read, frames, size)
-    shim = _shim()
-    shim.install_on_treemem(backend, shim.load_schedule(str(CASE / "schedule.json")))
-
-    calls: list[tuple[int, list[PathwayQuery], Proposals]] = []
-    current = [0]  # the frame being tracked, for the pathway model's recorder
-    propose = backend.propose
-
-    def spy(features: Any, queries: list[PathwayQuery], options: ProposalOptions) -> Proposals:
-        current[0] = features.frame
-        proposals = propose(features, queries, options)
-        calls.append((features.frame, list(queries), proposals))
-        return proposals
-
-    backend.propose = spy  # type: ignore[method-assign]
+    shim = load_module(ORACLE / "shim.py", "samurai_oracle_shim")
+    schedule = shim.load_schedule(str(CASE / "schedule.json"))
+    shim.install(backend.model, frame_of_call(backend), schedule)
+    log = ProposeLog.install(backend)
 
     strategy = load_strategy(
         name, {"stable_frames_threshold": str(config["stable_frames_threshold"]), **overrides}
@@ -131,7 +105,7 @@ def _run(name: str, overrides: dict[str, str]) -> Run:
 
         def step(self, state: Any, iou: Any, boxes: Any, occlusion: float) -> Any:
             step = model.step(state, iou, boxes, occlusion)
-            steps[current[0]] = step
+            steps[log.frame] = step
             return step
 
     engine = Engine(dataclasses.replace(strategy, pathway_model=Recorder()), backend)
@@ -179,7 +153,7 @@ def _run(name: str, overrides: dict[str, str]) -> Run:
     frame_of = engine.record.columns().frame
     columns = engine.record.columns()
     slots = backend.model.num_maskmem
-    for frame, queries, proposals in calls:
+    for frame, queries, proposals in log.calls:
         assert len(queries) == 1 and proposals.boxes is not None
         plan = queries[0].plan
         run.mem_frames[frame] = [int(frame_of[ref.node]) for ref in plan.spatial]

@@ -29,9 +29,9 @@ BACKENDS: tuple[BackendName, ...] = ("sam2", "sam3", "synthetic")
 MODEL_BACKENDS = ("sam2", "sam3")
 """The backends that load a checkpoint (`ModelSpec`) and read video frames."""
 BACKEND_OPTIONS: dict[str, frozenset[str]] = {
-    "sam2": frozenset({"boxes", "presence_threshold"}),
+    "sam2": frozenset({"boxes", "presence_threshold", "mask_stats", "promotion"}),
     "sam3": frozenset({"boxes", "presence_threshold"}),
-    "synthetic": frozenset({"boxes", "presence_threshold"}),
+    "synthetic": frozenset({"boxes", "presence_threshold", "mask_stats", "promotion"}),
 }
 """The `ProposalOptions` fields each backend implements, so `treemem strategies` can say which
 sets run where without importing a model (the conformance suite checks each backend against
