@@ -260,7 +260,8 @@ class SAM2VideoPredictor:
         object (with `sam2long`, up to the decision lag later than sam2 would; frames still
         come in order). Every decided mask becomes the object's output on that frame, which
         later clicks refine. An object is tracked from its first prompt on; on frames before
-        it, it shows NO_OBJ_SCORE.
+        it, it shows its earlier output there, if any, else NO_OBJ_SCORE (sam2 would track
+        it there from its later prompt).
         """
         state = inference_state
         session = state.session

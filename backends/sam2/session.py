@@ -456,7 +456,7 @@ class Sam2Session:
         every object's logits there, (N, 1, H, W), as sam2's `propagate_in_video` yields them.
 
         An object with neither a prompt on the frame nor a decision (not tracked there in
-        this search) keeps its earlier output and shows NO_OBJ_SCORE."""
+        this search) shows its earlier output there, if any, else NO_OBJ_SCORE."""
         model = self.model
         masks = []
         for obj, state in self.objects.items():
@@ -472,6 +472,8 @@ class Sam2Session:
                     pred.to(self.storage), kept.pointer, maskmem_features=kept.features
                 )
                 state.tracked[frame] = reverse
+            elif frame in state.non_cond:
+                pred = state.non_cond[frame].pred_masks.to(self.device)
             else:
                 side = model.image_size // 4
                 pred = torch.full((1, 1, side, side), NO_OBJ_SCORE, device=self.device)
