@@ -22,8 +22,10 @@ when a predictor is built.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +39,9 @@ from treemem.pipeline.inputs import (
     open_backend,
 )
 from treemem.pipeline.runner import StrategyChoice, choose_strategy
-from treemem.strategy import StrategySet
+from treemem.strategy import MemorySelection, RecalledMemory, StrategySet
 from treemem.tree import TreeRecord
-from treemem.types import Closing, InputError
+from treemem.types import Closing, InputError, MemoryEntry, MemoryHistory
 
 STATE_KEYS = (
     "num_frames",
@@ -137,6 +139,58 @@ class InferenceState(Closing):
     def close(self) -> None:
         if self._opened is not None:
             self._opened.close()
+
+
+@dataclass(frozen=True, eq=False)
+class ResumedMemory:
+    """A memory selection that continues from outputs kept before the search started.
+
+    sam2 starts a propagation from its stored outputs: on the first frames it reads the
+    object's earlier prompts and the frames tracked just before the start. The search gets
+    them here: per object, the conditioning entries of prompts before the start frame
+    (`conditioning`) and the tracked frames before it (`recent`, oldest first), both of
+    nodes the backend holds for the whole search; a prompt in `resumed` (its (object,
+    frame)) stands for the tracked frame the object resumes from and is read as that
+    tracked frame, not as a prompt. The kept past is replayed through the wrapped
+    selection's own `extend`, then, once the search has reached one of the object's own
+    prompts, through its `restart` (plain SAM 2 keeps reading the past, SAM2Long restarts),
+    and the pathway's own history is replayed on top.
+
+    `prompt_keys` maps the search's prompt nodes to (object, frame): the backend fills it as
+    the engine stores the prompts, before any recall.
+    """
+
+    inner: MemorySelection
+    conditioning: Mapping[int, tuple[MemoryEntry, ...]]
+    recent: Mapping[int, tuple[MemoryEntry, ...]]
+    resumed: AbstractSet[tuple[int, int]]
+    prompt_keys: Mapping[int, tuple[int, int]]
+
+    def extend(self, history: MemoryHistory, entry: MemoryEntry) -> MemoryHistory:
+        return self.inner.extend(history, entry)
+
+    def restart(self, history: MemoryHistory) -> MemoryHistory:
+        return self.inner.restart(history)
+
+    def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory:
+        obj = self.prompt_keys[history.conditioning[0].node][0]
+        own: list[MemoryEntry] = []
+        resumed: list[MemoryEntry] = []
+        prompted = False
+        for entry in history.conditioning:
+            if self.prompt_keys[entry.node] in self.resumed:
+                resumed.append(dataclasses.replace(entry, conditioning=False))
+            else:
+                own.append(entry)
+                prompted = prompted or entry.frame <= frame
+        past = MemoryHistory(self.conditioning.get(obj, ()) + tuple(own))
+        for entry in (*self.recent.get(obj, ()), *resumed):
+            past = self.inner.extend(past, entry)
+        if prompted:
+            past = self.inner.restart(past)
+        for entry in history.recent:
+            past = self.inner.extend(past, entry)
+        return self.inner.recall(past, frame)
 
 
 class SAM2VideoPredictor:
@@ -254,44 +308,54 @@ class SAM2VideoPredictor:
         """Track every object; yield `(frame_idx, obj_ids, video_res_masks)` per frame in
         processing order, logits (len(obj_ids), 1, H, W) on the model's device.
 
-        The search starts at the first prompt frame whatever `start_frame_idx` is (frames
-        before `start_frame_idx` are searched, not yielded) and runs to `start_frame_idx +
-        max_frame_num_to_track`. A frame is yielded once the search has decided it for every
-        object (with `sam2long`, up to the decision lag later than sam2 would; frames still
-        come in order). Every decided mask becomes the object's output on that frame, which
-        later clicks refine. An object is tracked from its first prompt on; on frames before
-        it, it shows its earlier output there, if any, else NO_OBJ_SCORE (sam2 would track
-        it there from its later prompt).
+        The search runs from `start_frame_idx` (default: the first prompt frame) to
+        `start_frame_idx + max_frame_num_to_track`, continuing from the outputs kept before
+        it, as sam2 does: an object tracked on the frame before the start resumes from there,
+        reading its earlier prompts and tracked frames as memory (`ResumedMemory`). A frame
+        is yielded once the search has decided it for every object (with `sam2long`, up to
+        the decision lag later than sam2 would; frames still come in order). Every decided
+        mask becomes the object's output on that frame, which later clicks refine. An object
+        neither prompted on the start frame nor tracked on the one before is tracked from
+        its next prompt on; before it, it shows its earlier output there, if any, else
+        NO_OBJ_SCORE (sam2 would track it there from that later prompt).
         """
         state = inference_state
         session = state.session
         session.preflight()
         if reverse:
             raise InputError("treemem tracks forward only for now; reverse=True is not supported")
-        first = session.cond_frames()[0]
-        start = first if start_frame_idx is None else start_frame_idx
+        start = session.cond_frames()[0] if start_frame_idx is None else start_frame_idx
         check_frame(start, state.num_frames, "start_frame_idx")
         count = state.num_frames if max_frame_num_to_track is None else max_frame_num_to_track
         end = min(start + count, state.num_frames - 1)
+        plan = session.plan_search(start)
+        first = min((p.frame for p in plan.prompts), default=end + 1)
         for frame in range(start, min(first, end + 1)):
             yield frame, state.obj_ids, session.tracked_output(frame, {}, None, reverse)
-        if end < first:
+        if first > end:
             return
-        backend = session.search_backend()
-        stream = FrameStream(
-            backend, self.strategy, session.prompts(), self.max_lag, last_frame=end
-        )
+        strategy = self.strategy
+        if any(plan.conditioning.values()) or any(plan.recent.values()) or plan.resumed:
+            memory = ResumedMemory(strategy.memory, plan.conditioning, plan.recent,
+                                   plan.resumed, plan.backend.prompt_keys)
+            strategy = dataclasses.replace(strategy, memory=memory)
+        stream = FrameStream(plan.backend, strategy, plan.prompts, self.max_lag, last_frame=end)
         state.record = stream.record
-        decided: dict[int, dict[int, int]] = {}
+        decided: dict[int, dict[int, tuple[int, float, float]]] = {}
         seen = 0
         for result in stream.frames():
-            for decision in stream.decisions[seen:]:
-                decided.setdefault(decision.frame, {})[decision.obj] = decision.node
-            seen = len(stream.decisions)
+            if len(stream.decisions) > seen:
+                columns = stream.record.columns()
+                for decision in stream.decisions[seen:]:
+                    row = decision.node
+                    decided.setdefault(decision.frame, {})[decision.obj] = (
+                        row, float(columns.iou[row]), float(columns.occlusion[row])
+                    )
+                seen = len(stream.decisions)
             nodes = decided.pop(result.frame, {})
             if result.frame < start:
                 continue
-            masks = session.tracked_output(result.frame, nodes, backend, reverse)
+            masks = session.tracked_output(result.frame, nodes, plan.backend, reverse)
             yield result.frame, state.obj_ids, masks
 
     def clear_all_prompts_in_frame(
@@ -335,4 +399,10 @@ class SAM2VideoPredictor:
             raise InputError(f"object ids are integers (the tree records them), got {obj!r}")
 
 
-__all__ = ["STATE_KEYS", "InferenceState", "SAM2VideoPredictor", "build_sam2_video_predictor"]
+__all__ = [
+    "STATE_KEYS",
+    "InferenceState",
+    "ResumedMemory",
+    "SAM2VideoPredictor",
+    "build_sam2_video_predictor",
+]

@@ -37,7 +37,32 @@ from treemem.backends.sam2.backend import (
     _model_work,
     candidate_boxes,
 )
-from treemem.types import Float32Array, InputError, Prompt, PromptResult, ProposalOptions
+from treemem.types import (
+    Float32Array,
+    InputError,
+    MemoryEntry,
+    Prompt,
+    PromptResult,
+    ProposalOptions,
+)
+
+CARRIED_FRAMES = 30
+"""How far back (in tracking order) a propagation reads the outputs kept before its start:
+sam2 reads 6 frames of spatial memory and 15 of object pointers; SAM2Long's selection looks
+further back for valid frames."""
+
+
+@dataclass(frozen=True, eq=False)
+class SearchPlan:
+    """What one propagation's search is given (see `Sam2Session.plan_search`): the backend,
+    the prompts, and per object the kept outputs read as memory (entries of carried nodes
+    the backend holds) and the (object, frame) of the prompts that resume a tracked frame."""
+
+    backend: Sam2SessionBackend
+    prompts: list[Prompt]
+    conditioning: Mapping[int, tuple[MemoryEntry, ...]]
+    recent: Mapping[int, tuple[MemoryEntry, ...]]
+    resumed: frozenset[tuple[int, int]]
 
 
 @dataclass
@@ -47,7 +72,8 @@ class FrameOutput:
     pred_masks: (1, 1, h, w) float32 low-resolution logits (hole-filled where the model fills
     holes); obj_ptr: (1, C); object_score_logits: (1, 1), None for a tracked frame (only an
     interacted frame's memory is encoded again); maskmem_features: (1, C_mem, h', w')
-    bfloat16, None until encoded; iou and box: what the engine's prompt record reports.
+    bfloat16, None until encoded; iou, occlusion (the occlusion logit) and box: what the
+    engine's tree records for the frame, which memory selection reads.
     """
 
     pred_masks: torch.Tensor
@@ -55,6 +81,7 @@ class FrameOutput:
     object_score_logits: torch.Tensor | None = None
     maskmem_features: torch.Tensor | None = None
     iou: float = 1.0
+    occlusion: float = 0.0
     box: tuple[float, float, float, float] | None = None
 
     def as_sam2(self, maskmem_pos: list[torch.Tensor] | None) -> dict[str, Any]:
@@ -89,8 +116,10 @@ class Sam2SessionBackend(Sam2Backend):
 
     A prompt whose output was decoded at click time (`decoded`) is stored as that output,
     memory included, instead of being decoded again: sam2 encodes an interacted frame's
-    memory from the mask the user saw. The memory and mask of every node whose mask is read
-    (the decided masks) are kept after the engine releases the node, in `kept`.
+    memory from the mask the user saw. `carried` (node -> output, negative node ids the
+    engine never uses) are outputs kept from earlier searches that this search reads as
+    memory; they are held for the backend's life. The memory and mask of every node whose
+    mask is read (the decided masks) are kept after the engine releases the node, in `kept`.
     """
 
     def __init__(
@@ -101,6 +130,7 @@ class Sam2SessionBackend(Sam2Backend):
         frame_size: tuple[int, int],
         decoded: Mapping[tuple[int, int], FrameOutput],
         maskmem_pos: list[torch.Tensor],
+        carried: Mapping[int, FrameOutput] | None = None,
         *,
         offload: bool = False,
         rows_alone: bool = False,
@@ -110,25 +140,32 @@ class Sam2SessionBackend(Sam2Backend):
         )
         self.decoded = decoded
         self.kept: dict[int, StoredMemory] = {}
+        self.prompt_keys: dict[int, tuple[int, int]] = {}
+        """Prompt node -> (object, frame), filled as the engine stores its prompts."""
         self._remember_pos(maskmem_pos)
+        for node, out in (carried or {}).items():
+            self._store_output(node, out)
 
-    @_model_work
-    def prompt(
-        self, features: object, prompt: Prompt, node: int, options: ProposalOptions
-    ) -> PromptResult:
-        out = self.decoded.get((prompt.obj, prompt.frame))
-        if out is None:
-            return super().prompt(features, prompt, node, options)
-        options.check("sam2", {"boxes", "presence_threshold"})
-        if out.maskmem_features is None or out.object_score_logits is None:
-            raise InputError("a prompt output reached the search before its memory was encoded")
+    def _store_output(self, node: int, out: FrameOutput) -> None:
+        if out.maskmem_features is None:
+            raise InputError("an output reached the search before its memory was encoded")
         content = self._new_content()
         self._store[content] = StoredMemory(
             out.maskmem_features, out.obj_ptr, out.pred_masks.to(self.storage), content
         )
         self._hold(node, content)
-        score = float(out.object_score_logits.item())
-        return PromptResult(iou=out.iou, occlusion=score, box=out.box)
+
+    @_model_work
+    def prompt(
+        self, features: object, prompt: Prompt, node: int, options: ProposalOptions
+    ) -> PromptResult:
+        self.prompt_keys[node] = (prompt.obj, prompt.frame)
+        out = self.decoded.get((prompt.obj, prompt.frame))
+        if out is None:
+            return super().prompt(features, prompt, node, options)
+        options.check("sam2", {"boxes", "presence_threshold"})
+        self._store_output(node, out)
+        return PromptResult(iou=out.iou, occlusion=out.occlusion, box=out.box)
 
     def mask_logits(self, node: int) -> Float32Array:
         self.kept[node] = self._memory(node)
@@ -327,7 +364,8 @@ class Sam2Session:
             x1, y1, x2, y2 = candidate_boxes(low_res, model.image_size)[0, 0].tolist()
             box = (x1, y1, x2, y2)
         return FrameOutput(
-            pred.to(self.storage), pointer, score, iou=float(ious.max().item()), box=box
+            pred.to(self.storage), pointer, score, iou=float(ious.max().item()),
+            occlusion=float(score.item()), box=box,
         )
 
     def _bank(self, state: ObjectState) -> dict[str, dict[int, dict[str, Any]]]:
@@ -420,39 +458,85 @@ class Sam2Session:
             self.maskmem_pos = [x[0:1].clone() for x in pos]
         out.maskmem_features = memory.to(torch.bfloat16).to(self.storage)
 
-    def prompts(self) -> list[Prompt]:
-        """Every conditioning frame of every object, as the engine's prompts."""
-        return [
-            state.records[frame]
-            for state in self.objects.values()
-            for frame in sorted(state.cond)
-        ]
-
     def cond_frames(self) -> list[int]:
         return sorted({f for state in self.objects.values() for f in state.cond})
 
-    def search_backend(self) -> Sam2SessionBackend:
-        """A fresh backend for one propagation (node ids restart with each search)."""
-        decoded = {
-            (obj, frame): out
-            for obj, state in self.objects.items()
-            for frame, out in state.cond.items()
-        }
+    @torch.inference_mode()
+    def plan_search(self, start: int, step: int = 1) -> SearchPlan:
+        """One propagation's search, starting at `start` in tracking order (`step` 1 forward,
+        -1 backward), continued from the kept outputs as sam2 continues from its stored ones.
+
+        An object is resumed from its output on the frame before `start` (a prompt the
+        memory selection reads as that tracked frame, `resumed`) unless it has a prompt on
+        `start`; its conditioning frames before that and its tracked outputs of the
+        `CARRIED_FRAMES` frames before are read as memory (`conditioning`, `recent`).
+        Conditioning frames from `start` on are prompts of the search."""
+        prompts: list[Prompt] = []
+        decoded: dict[tuple[int, int], FrameOutput] = {}
+        carried: dict[int, FrameOutput] = {}
+        conditioning: dict[int, tuple[MemoryEntry, ...]] = {}
+        recent: dict[int, tuple[MemoryEntry, ...]] = {}
+        resumed: set[tuple[int, int]] = set()
+
+        def carry(out: FrameOutput, frame: int, is_cond: bool) -> MemoryEntry:
+            node = -1 - len(carried)
+            carried[node] = out
+            return MemoryEntry(node, frame, out.iou, out.occlusion, conditioning=is_cond)
+
+        def ahead(frame: int) -> int:
+            """How many frames before `start` `frame` is, in tracking order."""
+            return (start - frame) * step
+
+        before = start - step
+        for obj, state in self.objects.items():
+            resume = start not in state.cond and (before in state.cond or before in state.non_cond)
+            past_cond = []
+            for frame, out in state.cond.items():
+                if ahead(frame) <= 0 or (resume and frame == before):
+                    prompts.append(state.records[frame])
+                    decoded[(obj, frame)] = out
+                else:
+                    past_cond.append(carry(out, frame, True))
+            if resume and before not in state.cond:
+                out = state.non_cond[before]
+                prompts.append(Prompt(obj, before, mask=self._video_mask(out)))
+                decoded[(obj, before)] = out
+                resumed.add((obj, before))
+            tracked = sorted(
+                (
+                    f for f in state.non_cond
+                    if 0 < ahead(f) <= CARRIED_FRAMES and (obj, f) not in resumed
+                ),
+                key=lambda f: -ahead(f),
+            )
+            conditioning[obj] = tuple(past_cond)
+            recent[obj] = tuple(carry(state.non_cond[f], f, False) for f in tracked)
         assert self.maskmem_pos is not None, "preflight encodes a memory first"
-        return Sam2SessionBackend(
+        backend = Sam2SessionBackend(
             self.model, self.reader.read_frame, self.num_frames, self.frame_size, decoded,
-            self.maskmem_pos, offload=self.offload_state, rows_alone=self.rows_alone,
+            self.maskmem_pos, carried, offload=self.offload_state, rows_alone=self.rows_alone,
         )
+        return SearchPlan(backend, prompts, conditioning, recent, frozenset(resumed))
+
+    def _video_mask(self, out: FrameOutput) -> np.ndarray:
+        """An output's mask at video resolution (for the tree record of a resumed frame)."""
+        logits = F.interpolate(
+            out.pred_masks.to(self.device), size=self.frame_size, mode="bilinear",
+            align_corners=False,
+        )
+        mask: np.ndarray = (logits[0, 0] > 0).cpu().numpy()
+        return mask
 
     @torch.inference_mode()
     def tracked_output(
         self,
         frame: int,
-        nodes: Mapping[int, int],
+        nodes: Mapping[int, tuple[int, float, float]],
         backend: Sam2SessionBackend | None,
         reverse: bool,
     ) -> torch.Tensor:
-        """Record `frame`'s decided masks (object -> node) as the objects' outputs and return
+        """Record `frame`'s decided masks (object -> (node, iou, occlusion logit), as the
+        tree records them) as the objects' outputs and return
         every object's logits there, (N, 1, H, W), as sam2's `propagate_in_video` yields them.
 
         An object with neither a prompt on the frame nor a decision (not tracked there in
@@ -464,12 +548,14 @@ class Sam2Session:
                 pred = state.cond[frame].pred_masks.to(self.device)
                 state.tracked[frame] = reverse
             elif obj in nodes and backend is not None:
-                kept = backend.kept[nodes[obj]]
+                node, iou, occlusion = nodes[obj]
+                kept = backend.kept[node]
                 pred = kept.low_res_mask.to(self.device)
                 if model.fill_hole_area > 0:
                     pred = fill_holes_in_mask_scores(pred, model.fill_hole_area)
                 state.non_cond[frame] = FrameOutput(
-                    pred.to(self.storage), kept.pointer, maskmem_features=kept.features
+                    pred.to(self.storage), kept.pointer, maskmem_features=kept.features,
+                    iou=iou, occlusion=occlusion,
                 )
                 state.tracked[frame] = reverse
             elif frame in state.non_cond:

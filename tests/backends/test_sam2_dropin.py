@@ -179,6 +179,28 @@ def test_greedy_equals_sam2_on_the_notebook_sequence(clip: Path, checkpoint: Pat
     assert not torch.equal(steps["refine a tracked frame"][2], steps["propagate"][5][2])
 
 
+def test_greedy_resumes_from_a_refined_frame_as_sam2_does(clip: Path, checkpoint: Path) -> None:
+    """Propagating from the frame after a refinement click reads the refined output (sam2
+    starts from its stored outputs); recomputing that frame instead would differ."""
+    overrides = image_size_overrides(IMAGE_SIZE)
+    reference = sam2.build_sam.build_sam2_video_predictor(
+        CONFIG, str(checkpoint), device="cpu", hydra_overrides_extra=overrides
+    )
+    ours = build_sam2_video_predictor(
+        CONFIG, checkpoint, device="cpu", hydra_overrides_extra=overrides, strategy="greedy",
+    )
+    results = []
+    for predictor in (reference, ours):
+        state = predictor.init_state(video_path=str(clip))
+        predictor.add_new_points_or_box(state, 0, 1, points=[[110, 95]], labels=[1])
+        list(predictor.propagate_in_video(state, max_frame_num_to_track=3))
+        refined = predictor.add_new_points_or_box(state, 3, 1, points=[[130, 70]], labels=[0])
+        frames = list(predictor.propagate_in_video(state, start_frame_idx=4))
+        results.append(snapshot([refined, frames]))
+    assert_identical(results[1], results[0], "resume")
+    assert [f for f, _, _ in results[1][1]] == list(range(4, 8))
+
+
 def test_sam2long_runs_the_sequence_and_equals_track(clip: Path, checkpoint: Path) -> None:
     predictor = build_sam2_video_predictor(
         "sam2.1/sam2.1_hiera_t.yaml", checkpoint, device="cpu",
