@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import treemem
-from treemem.pipeline.frames import FrameStream
+from treemem.pipeline.frames import FrameStream, RunDirection, check_direction
 from treemem.pipeline.inputs import OpenedVideo
 from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
 from treemem.registry import REGISTRY
@@ -74,7 +74,7 @@ def search_frames(
     search and mask retrieval, without the sinks' time (writing PNGs is not tracking).
     `progress` None: a bar when stderr is a terminal; `on_frame(done)` after each searched
     frame, for a caller's own progress display."""
-    total = stream.end_frame - stream.first_frame
+    total = stream.frame_count
     started = time.perf_counter()
     sink_seconds = 0.0
     with progress_bar(total, label or stream.strategy.name, enabled=progress) as bar:
@@ -103,17 +103,22 @@ def run_to_folder(
     progress: bool | None = None,
     label: str = "",
     extra_sinks: Sequence[FrameSink] = (),
+    direction: RunDirection = "forward",
 ) -> dict[str, Any]:
     """Search and write masks/, tree.jsonl and run.json into `out`; returns what run.json holds.
 
     With `resume`, an interrupted run in `out` started with the same settings is finished
     (see `treemem.resume`): the files end up identical to an uninterrupted run's, timings in
     run.json aside. A KeyboardInterrupt propagates after the folder is left resumable.
+    `direction`: track forward, backward or both ways from the prompts (`FrameStream`).
     """
+    check_direction(direction)
     parameters = parameters_record(choice.parameters)
     info = {"video": opened.video_info, "backend": opened.backend_info}
-    settings = run_settings(choice.name, parameters, info, prompts, max_lag)
-    stream = FrameStream(opened.backend, choice.strategy, prompts, max_lag=max_lag)
+    settings = run_settings(choice.name, parameters, info, prompts, max_lag, direction)
+    stream = FrameStream(
+        opened.backend, choice.strategy, prompts, max_lag=max_lag, direction=direction
+    )
     folder = RunFolder.open(
         out, opened.frame_names, settings, stream.record, overwrite=overwrite, resume=resume
     )
@@ -130,6 +135,7 @@ def run_to_folder(
         **info,
         "prompts": [{"object": p.obj, "frame": p.frame, "kind": p.kind} for p in prompts],
         "objects": list(stream.objects),
+        "direction": direction,
         "first_frame": stream.first_frame,
         "frames": frames,
         "max_lag": max_lag,
