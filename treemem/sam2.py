@@ -182,7 +182,7 @@ class ResumedMemory:
                 resumed.append(dataclasses.replace(entry, conditioning=False))
             else:
                 own.append(entry)
-                prompted = prompted or entry.frame <= frame
+                prompted = prompted or entry.elapsed(frame) >= 0
         past = MemoryHistory(self.conditioning.get(obj, ()) + tuple(own))
         for entry in (*self.recent.get(obj, ()), *resumed):
             past = self.inner.extend(past, entry)
@@ -308,38 +308,52 @@ class SAM2VideoPredictor:
         """Track every object; yield `(frame_idx, obj_ids, video_res_masks)` per frame in
         processing order, logits (len(obj_ids), 1, H, W) on the model's device.
 
-        The search runs from `start_frame_idx` (default: the first prompt frame) to
-        `start_frame_idx + max_frame_num_to_track`, continuing from the outputs kept before
-        it, as sam2 does: an object tracked on the frame before the start resumes from there,
-        reading its earlier prompts and tracked frames as memory (`ResumedMemory`). A frame
-        is yielded once the search has decided it for every object (with `sam2long`, up to
-        the decision lag later than sam2 would; frames still come in order). Every decided
-        mask becomes the object's output on that frame, which later clicks refine. An object
-        neither prompted on the start frame nor tracked on the one before is tracked from
-        its next prompt on; before it, it shows its earlier output there, if any, else
-        NO_OBJ_SCORE (sam2 would track it there from that later prompt).
+        As in sam2: from `start_frame_idx` (default: the first prompt frame) over
+        `max_frame_num_to_track` more frames, forward, or backward with `reverse=True`
+        (nothing from frame 0). The search continues from the outputs already there, as sam2
+        does: an object tracked on the frame before the start (in tracking order) resumes
+        from it, reading its earlier prompts and tracked frames as memory
+        (`ResumedMemory`). A frame is yielded once the search has decided it for every
+        object (with `sam2long`, up to the decision lag later than sam2 would; frames still
+        come in order). Every decided mask becomes the object's output on that frame, which
+        later clicks refine. An object neither prompted on the start frame nor tracked on
+        the one before is tracked from its next prompt on; before it, it shows its earlier
+        output there, if any, else NO_OBJ_SCORE (sam2 would track it there from that later
+        prompt).
         """
         state = inference_state
         session = state.session
         session.preflight()
-        if reverse:
-            raise InputError("treemem tracks forward only for now; reverse=True is not supported")
+        step = -1 if reverse else 1
         start = session.cond_frames()[0] if start_frame_idx is None else start_frame_idx
         check_frame(start, state.num_frames, "start_frame_idx")
         count = state.num_frames if max_frame_num_to_track is None else max_frame_num_to_track
-        end = min(start + count, state.num_frames - 1)
-        plan = session.plan_search(start)
-        first = min((p.frame for p in plan.prompts), default=end + 1)
-        for frame in range(start, min(first, end + 1)):
-            yield frame, state.obj_ids, session.tracked_output(frame, {}, None, reverse)
-        if first > end:
+        if reverse:
+            end = max(start - count, 0)
+            if start == 0:
+                return  # sam2 does not track backward from frame 0
+        else:
+            end = min(start + count, state.num_frames - 1)
+        plan = session.plan_search(start, step)
+        order = range(start, end + step, step)
+        first = min((p.frame for p in plan.prompts), key=lambda f: f * step, default=None)
+        if first is None or (end - first) * step < 0:  # no object is tracked in the range
+            for frame in order:
+                yield frame, state.obj_ids, session.tracked_output(frame, {}, None, reverse)
             return
+        for frame in order:
+            if (frame - first) * step >= 0:
+                break
+            yield frame, state.obj_ids, session.tracked_output(frame, {}, None, reverse)
         strategy = self.strategy
         if any(plan.conditioning.values()) or any(plan.recent.values()) or plan.resumed:
             memory = ResumedMemory(strategy.memory, plan.conditioning, plan.recent,
                                    plan.resumed, plan.backend.prompt_keys)
             strategy = dataclasses.replace(strategy, memory=memory)
-        stream = FrameStream(plan.backend, strategy, plan.prompts, self.max_lag, last_frame=end)
+        stream = FrameStream(
+            plan.backend, strategy, plan.prompts, self.max_lag, last_frame=end,
+            direction="backward" if reverse else "forward",
+        )
         state.record = stream.record
         decided: dict[int, dict[int, tuple[int, float, float]]] = {}
         seen = 0
@@ -353,8 +367,8 @@ class SAM2VideoPredictor:
                     )
                 seen = len(stream.decisions)
             nodes = decided.pop(result.frame, {})
-            if result.frame < start:
-                continue
+            if (result.frame - start) * step < 0:
+                continue  # the frame an object resumes from
             masks = session.tracked_output(result.frame, nodes, plan.backend, reverse)
             yield result.frame, state.obj_ids, masks
 

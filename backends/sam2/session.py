@@ -38,6 +38,7 @@ from treemem.backends.sam2.backend import (
     candidate_boxes,
 )
 from treemem.types import (
+    Direction,
     Float32Array,
     InputError,
     MemoryEntry,
@@ -398,9 +399,12 @@ class Sam2Session:
                 out = state.non_cond.get(frame)
             if out is None:
                 continue
-            masks[index : index + 1] = F.interpolate(
-                out.pred_masks, size=(height, width), mode="bilinear", align_corners=False
-            )
+            if tuple(out.pred_masks.shape[-2:]) == (height, width):
+                masks[index : index + 1] = out.pred_masks
+            else:
+                masks[index : index + 1] = F.interpolate(
+                    out.pred_masks, size=(height, width), mode="bilinear", align_corners=False
+                )
         return self._video_res(masks)
 
     def _video_res(self, masks: torch.Tensor) -> torch.Tensor:
@@ -478,10 +482,16 @@ class Sam2Session:
         recent: dict[int, tuple[MemoryEntry, ...]] = {}
         resumed: set[tuple[int, int]] = set()
 
+        direction: Direction = "forward" if step > 0 else "backward"
+
         def carry(out: FrameOutput, frame: int, is_cond: bool) -> MemoryEntry:
+            # The search's direction, whichever way the output was tracked: sam2 reads the
+            # frames on the side already passed (t - 1, ... forward; t + 1, ... backward).
             node = -1 - len(carried)
             carried[node] = out
-            return MemoryEntry(node, frame, out.iou, out.occlusion, conditioning=is_cond)
+            return MemoryEntry(
+                node, frame, out.iou, out.occlusion, conditioning=is_cond, direction=direction
+            )
 
         def ahead(frame: int) -> int:
             """How many frames before `start` `frame` is, in tracking order."""

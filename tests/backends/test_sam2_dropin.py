@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ import treemem
 from treemem import Prompt
 from treemem.cli import main
 from treemem.io.masks import read_mask, write_palette_png
-from treemem.types import InputError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
@@ -80,12 +78,8 @@ def snapshot(value: Any) -> Any:
     return value
 
 
-def notebook_sequence(
-    predictor: Any, folder: Path, *, reverse: Callable[[Any], Any] | None = None
-) -> list[tuple[str, Any]]:
-    """The notebook's calls, verbatim in form; what each returned or yielded.
-
-    `reverse(state)` runs the reverse step (None: the predictor's own reverse propagation)."""
+def notebook_sequence(predictor: Any, folder: Path) -> list[tuple[str, Any]]:
+    """The notebook's calls, verbatim in form; what each returned or yielded."""
     out: list[tuple[str, Any]] = []
     state = predictor.init_state(video_path=str(folder))
     predictor.reset_state(state)
@@ -119,11 +113,8 @@ def notebook_sequence(
     out.append(("box, second object, middle frame", snapshot(step)))
     frames = list(predictor.propagate_in_video(state, start_frame_idx=3))
     out.append(("propagate from the middle frame", snapshot(frames)))
-    if reverse is None:
-        frames = list(predictor.propagate_in_video(state, start_frame_idx=3, reverse=True))
-        out.append(("reverse", snapshot(frames)))
-    else:
-        reverse(state)
+    frames = list(predictor.propagate_in_video(state, start_frame_idx=3, reverse=True))
+    out.append(("reverse from the middle frame", snapshot(frames)))
 
     out.append(("remove_object", snapshot(predictor.remove_object(state, 2))))
     predictor.reset_state(state)
@@ -149,11 +140,6 @@ def assert_identical(ours: Any, theirs: Any, where: str) -> None:
         assert ours == theirs, where
 
 
-def refuses_reverse(state: Any, predictor: SAM2VideoPredictor) -> None:
-    with pytest.raises(InputError, match="reverse=True is not supported"):
-        next(predictor.propagate_in_video(state, start_frame_idx=3, reverse=True))
-
-
 def test_greedy_equals_sam2_on_the_notebook_sequence(clip: Path, checkpoint: Path) -> None:
     overrides = image_size_overrides(IMAGE_SIZE)
     reference = sam2.build_sam.build_sam2_video_predictor(
@@ -163,10 +149,8 @@ def test_greedy_equals_sam2_on_the_notebook_sequence(clip: Path, checkpoint: Pat
         "sam2.1_hiera_t", checkpoint, device="cpu", hydra_overrides_extra=overrides,
         strategy="greedy", batch_like_sam2=True,
     )
-    # Until the engine tracks backward, treemem's predictor refuses reverse=True, and sam2's
-    # reverse step is left out so both states stay comparable.
-    theirs = notebook_sequence(reference, clip, reverse=lambda state: None)
-    found = notebook_sequence(ours, clip, reverse=lambda state: refuses_reverse(state, ours))
+    theirs = notebook_sequence(reference, clip)
+    found = notebook_sequence(ours, clip)
     assert [name for name, _ in found] == [name for name, _ in theirs]
     for (name, a), (_, b) in zip(found, theirs, strict=True):
         assert_identical(a, b, name)
@@ -174,6 +158,7 @@ def test_greedy_equals_sam2_on_the_notebook_sequence(clip: Path, checkpoint: Pat
     assert [f for f, _, _ in steps["propagate"]] == list(range(8))
     assert [f for f, _, _ in steps["propagate from the middle frame"]] == list(range(3, 8))
     assert all(ids == [1, 2] for _, ids, _ in steps["propagate from the middle frame"])
+    assert [f for f, _, _ in steps["reverse from the middle frame"]] == [3, 2, 1, 0]
     assert steps["propagate"][0][2].shape == (1, 1, 180, 320)
     # the refinement changed the clicked frame's mask (a check that the step is not idle)
     assert not torch.equal(steps["refine a tracked frame"][2], steps["propagate"][5][2])
@@ -181,7 +166,7 @@ def test_greedy_equals_sam2_on_the_notebook_sequence(clip: Path, checkpoint: Pat
 
 def test_greedy_resumes_from_a_refined_frame_as_sam2_does(clip: Path, checkpoint: Path) -> None:
     """Propagating from the frame after a refinement click reads the refined output (sam2
-    starts from its stored outputs); recomputing that frame instead would differ."""
+    starts from its stored outputs); then a mask on a tracked frame, and clearing it."""
     overrides = image_size_overrides(IMAGE_SIZE)
     reference = sam2.build_sam.build_sam2_video_predictor(
         CONFIG, str(checkpoint), device="cpu", hydra_overrides_extra=overrides
@@ -196,7 +181,11 @@ def test_greedy_resumes_from_a_refined_frame_as_sam2_does(clip: Path, checkpoint
         list(predictor.propagate_in_video(state, max_frame_num_to_track=3))
         refined = predictor.add_new_points_or_box(state, 3, 1, points=[[130, 70]], labels=[0])
         frames = list(predictor.propagate_in_video(state, start_frame_idx=4))
-        results.append(snapshot([refined, frames]))
+        mask = np.zeros((180, 320), bool)
+        mask[60:130, 70:150] = True
+        masked = predictor.add_new_mask(state, 6, 1, mask)
+        cleared = predictor.clear_all_prompts_in_frame(state, 6, 1)
+        results.append(snapshot([refined, frames, masked, cleared]))
     assert_identical(results[1], results[0], "resume")
     assert [f for f, _, _ in results[1][1]] == list(range(4, 8))
 
@@ -206,9 +195,8 @@ def test_sam2long_runs_the_sequence_and_equals_track(clip: Path, checkpoint: Pat
         "sam2.1/sam2.1_hiera_t.yaml", checkpoint, device="cpu",
         hydra_overrides_extra=image_size_overrides(IMAGE_SIZE), strategy="sam2long", P=3,
     )
-    found = dict(notebook_sequence(
-        predictor, clip, reverse=lambda state: refuses_reverse(state, predictor)
-    ))
+    found = dict(notebook_sequence(predictor, clip))
+    assert [f for f, _, _ in found["reverse from the middle frame"]] == [3, 2, 1, 0]
     frames = found["propagate the box"]
     assert [f for f, _, _ in frames] == list(range(8))
     expected = treemem.track(
