@@ -38,11 +38,13 @@ from treemem.pipeline.inputs import (
     VideoInput,
     as_prompts,
     check_box,
-    check_dtype,
+    check_model_options,
     check_points,
     check_prompt,
+    live_backend,
     open_backend,
 )
+from treemem.pipeline.live import LivePrompts, LiveTracker
 from treemem.pipeline.runner import StrategyChoice, choose_strategy, search_frames
 from treemem.pipeline.sinks import IdArraySink
 from treemem.strategy import StrategySet
@@ -127,6 +129,7 @@ def track(
     model: Any = None,
     seed: int = 0,
     dtype: str = "fp32",
+    compile: bool = False,
     progress: bool = False,
     direction: RunDirection = "forward",
 ) -> TrackResult:
@@ -157,6 +160,9 @@ def track(
         dtype: the sam2 backend's precision: "fp32" (default, no autocast), "bf16" or
             "fp16" (torch autocast around the model, as sam2's tools run it; the masks are
             close to fp32's, not equal).
+        compile: run the sam2 model's components through `torch.compile`, as sam2's
+            VOS-optimised predictor does (slow first frames; masks close to, not equal to,
+            the eager model's).
         progress: show a progress bar on stderr.
         direction: "forward" (default) from the first prompt frame to the end, "backward"
             from the last prompt frame to frame 0 (sam2's `reverse=True`), or "both" (one
@@ -169,7 +175,8 @@ def track(
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
     check_direction(direction)
-    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype,
+                     compile)
     with open_backend(video, backend, spec) as opened:
         found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
         stream = FrameStream(
@@ -189,6 +196,51 @@ def track(
         seconds=seconds,
         direction=direction,
     )
+
+
+def stream(
+    strategy: str | StrategySet | Any = "sam2long",
+    *,
+    prompts: LivePrompts = None,
+    backend: BackendName | Backend | None = None,
+    overrides: Mapping[str, object] | None = None,
+    max_lag: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    config: str | None = None,
+    device: str | None = None,
+    offload: bool = False,
+    image_size: int | None = None,
+    model: Any = None,
+    dtype: str = "fp32",
+    compile: bool = False,
+) -> LiveTracker:
+    """Track objects through frames handed over one at a time (a camera, a decoder, frames a
+    program makes): a source of unknown length.
+
+    ```python
+    tracker = treemem.stream("sam2long", checkpoint="sam2.1_hiera_tiny.pt", prompts=mask)
+    for frame in frames:                     # (H, W, 3) uint8 RGB each
+        for result in tracker.push(frame):   # the frames this one completes
+            ...                              # result.frame, result.ids()
+    for result in tracker.close():           # the end of the stream decides the rest
+        ...
+    ```
+
+    `prompts` (a mask of object ids for frame 0, or `Prompt` records on any frame) may also
+    come later: `tracker.push(frame, prompts=mask)` or `tracker.prompt(...)` (a new object,
+    or a re-prompt). `tracker.track(frames)` is the pull form over any iterable of frames.
+    Exact by default (a frame is emitted once decided; the masks equal `track()`'s on the
+    same frames when every prompt is on the first frame); `max_lag` L emits every frame at
+    most L frames after it arrived. The other arguments are `track()`'s; `backend` is "sam2"
+    (default) or a `Backend` instance that reads its own frames (a `SyntheticBackend`).
+    """
+    choice = choose_strategy(strategy, overrides)
+    _check_max_lag(max_lag)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, dtype=dtype,
+                     compile=compile)
+    tracker = LiveTracker(choice.strategy, live_backend(backend, spec), max_lag=max_lag)
+    tracker.prompt(prompts)
+    return tracker
 
 
 def _check_max_lag(max_lag: int | None) -> None:
@@ -277,6 +329,7 @@ class Predictor:
         model: Any = None,
         seed: int = 0,
         dtype: str = "fp32",
+    compile: bool = False,
         non_overlap_masks: bool = False,
     ) -> None:
         _check_max_lag(max_lag)
@@ -289,8 +342,8 @@ class Predictor:
         self._backend = backend
         self._instance_used = False
         self._spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed,
-                               dtype)
-        check_dtype(backend, dtype)
+                               dtype, compile)
+        check_model_options(backend, self._spec)
         self._models = ModelCache()
 
     # --- sam2's API ------------------------------------------------------------------------
@@ -450,4 +503,4 @@ class Predictor:
         return open_backend(video, self._backend, self._spec, models=self._models)
 
 
-__all__ = ["Predictor", "PredictorState", "TrackResult", "track"]
+__all__ = ["LiveTracker", "Predictor", "PredictorState", "TrackResult", "stream", "track"]

@@ -22,7 +22,7 @@ the frames already tracked (sam2's `track_in_reverse`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,37 +137,52 @@ class Engine:
         self.rejected = 0
         self._conditioning: dict[int, tuple[MemoryEntry, ...]] = {}
         self._prompt_results: dict[int, PromptResult] = {}
+        self._prompted: set[tuple[int, int]] = set()
+        self._prompt_nodes: dict[int, list[tuple[int, int]]] = {}
+        """Frame -> (object, node) of the prompts whose frame is not stepped yet."""
+        self._frame: int | None = None
+        """The last frame stepped."""
 
     def run(
         self,
         prompts: Sequence[Prompt],
-        frames: Sequence[int] | None = None,
+        frames: Iterable[int],
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[FrameDecision]:
-        """Track every prompted object through `frames` (default: from the first prompt in
-        tracking order to the end of the video in the engine's direction)."""
+        """Track every prompted object through `frames`, any iterable of frame indices in
+        tracking order (ascending forward, descending backward), of any length: the engine
+        never reads the video's length, so a live source works as a file does (the end of
+        `frames` finalises what is open)."""
         if not prompts:
             raise InputError("at least one prompt is needed")
-        prompt_nodes = self._prompt_all(prompts)
-        first = min((p.frame for p in prompts), key=self._position)
-        end = self.backend.num_frames if self.sign > 0 else -1
-        order = range(first, end, self.sign) if frames is None else frames
-        for frame in order:
-            features = self.backend.encode(frame)
-            for prompt, node in prompt_nodes:
-                if prompt.frame == frame:
-                    self._restart(prompt.obj, frame, node)
-            steps, proposals = self._search(frame, features)
-            if proposals is not None:
-                commits = [c for step in steps for c in step.commits]
-                self.backend.commit(features, proposals, commits)
-            for step in steps:
-                self._advance(step)
-            yield from self._decisions(frame)
-            self.backend.release(self.lineage.drain_releasable())
+        self.add_prompts(prompts)
+        for frame in frames:
+            yield from self.step(frame)
             if progress is not None:
                 progress(frame)
-        yield from self._finish()
+        yield from self.finish()
+
+    def step(self, frame: int) -> Iterator[FrameDecision]:
+        """Search one more frame (after the last one stepped); yields what it decides.
+
+        The prompts on `frame` must have been added first (`add_prompts`); a stream may add
+        prompts for a frame right before stepping it (a re-prompt while streaming)."""
+        if self._frame is not None and self._position(frame) <= self._position(self._frame):
+            raise InputError(
+                f"frame {frame} comes after frame {self._frame}: frames go {self.direction}"
+            )
+        self._frame = frame
+        features = self.backend.encode(frame)
+        for obj, node in self._prompt_nodes.pop(frame, []):
+            self._restart(obj, frame, node)
+        steps, proposals = self._search(frame, features)
+        if proposals is not None:
+            commits = [c for step in steps for c in step.commits]
+            self.backend.commit(features, proposals, commits)
+        for step in steps:
+            self._advance(step)
+        yield from self._decisions(frame)
+        self.backend.release(self.lineage.drain_releasable())
 
     # --- one frame ----------------------------------------------------------------------------
 
@@ -381,30 +396,33 @@ class Engine:
 
     # --- prompts --------------------------------------------------------------------------------
 
-    def _prompt_all(self, prompts: Sequence[Prompt]) -> list[tuple[Prompt, int]]:
-        """Store every prompt as a conditioning memory before tracking, as SAM 2 does: a
-        prompt frame conditions every frame of its object, pointers only later ones (in
-        tracking order)."""
+    def add_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """Store prompts as conditioning memories before their frames are tracked, as SAM 2
+        does: a prompt conditions every frame of its object tracked after it is added (all of
+        them when every prompt is added first, as `run` does), pointers only later frames (in
+        tracking order).
+
+        Prompts on a frame already stepped are refused: the search does not go back."""
         ordered = sorted(prompts, key=lambda p: (self._position(p.frame), p.obj))
-        seen: set[tuple[int, int]] = set()
-        out: list[tuple[Prompt, int]] = []
-        entries: dict[int, list[MemoryEntry]] = {}
         for prompt in ordered:
-            if (prompt.obj, prompt.frame) in seen:
+            if (prompt.obj, prompt.frame) in self._prompted:
                 raise InputError(f"object {prompt.obj} has two prompts on frame {prompt.frame}")
-            seen.add((prompt.obj, prompt.frame))
-            if not 0 <= prompt.frame < self.backend.num_frames:
+            past = self._frame is not None and (
+                self._position(prompt.frame) <= self._position(self._frame)
+            )
+            if prompt.frame < 0 or past:
                 raise InputError(
-                    f"prompt on frame {prompt.frame}, but the video has "
-                    f"{self.backend.num_frames} frames"
+                    f"prompt on frame {prompt.frame}, but the search is past it (frame "
+                    f"{self._frame}): prompt a frame before it is tracked"
                 )
+            self._prompted.add((prompt.obj, prompt.frame))
         for prompt in ordered:
             node = len(self.record)
             features = self.backend.encode(prompt.frame)
             result = self.backend.prompt(features, prompt, node, self._options())
             reprompt = any(
-                p.obj == prompt.obj and self._position(p.frame) < self._position(prompt.frame)
-                for p in ordered
+                obj == prompt.obj and self._position(frame) < self._position(prompt.frame)
+                for obj, frame in self._prompted
             )
             self.record.append(
                 obj=prompt.obj,
@@ -420,7 +438,7 @@ class Engine:
                 rule="prompt",
                 direction=self.direction,
             )
-            out.append((prompt, node))
+            self._prompt_nodes.setdefault(prompt.frame, []).append((prompt.obj, node))
             self._prompt_results[node] = result
             entry = MemoryEntry(
                 node,
@@ -430,9 +448,7 @@ class Engine:
                 conditioning=True,
                 direction=self.direction,
             )
-            entries.setdefault(prompt.obj, []).append(entry)
-        self._conditioning = {obj: tuple(found) for obj, found in entries.items()}
-        return out
+            self._conditioning[prompt.obj] = (*self._conditioning.get(prompt.obj, ()), entry)
 
     def _restart(self, obj: int, frame: int, node: int) -> None:
         """A prompt on this frame (re)starts the object's tree from the prompted mask; the
@@ -487,8 +503,9 @@ class Engine:
         for position, node in reversed(path):
             yield FrameDecision(obj, self._position(position), node, forced=forced)
 
-    def _finish(self) -> Iterator[FrameDecision]:
-        """End of video: the best pathway's ancestry decides what is still open (exact)."""
+    def finish(self) -> Iterator[FrameDecision]:
+        """End of the frames (a video's last frame, or a stream that stopped): the best
+        pathway's ancestry decides what is still open (exact)."""
         for obj, beam in self.beams.items():
             yield from self._force(obj, beam, self._position(beam.frame), forced=False)
         self.backend.release(self.lineage.drain_releasable())

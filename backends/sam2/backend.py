@@ -34,6 +34,7 @@ from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
 from treemem.backends.sam2.attention import weighted_memory_attention
+from treemem.backends.sam2.compiled import compile_model, compiled_memory_attention
 from treemem.geometry import boxes_from_occupancy
 from treemem.types import (
     Commit,
@@ -174,30 +175,45 @@ class Sam2Backend:
         self,
         model: Any,
         read_frame: FrameReader,
-        num_frames: int,
+        num_frames: int | None,
         frame_size: tuple[int, int],
         *,
         offload: bool = False,
         autocast: torch.dtype | None = None,
+        compile: bool = False,
         rows_alone: bool = False,
     ) -> None:
-        """`autocast`: torch.bfloat16 or torch.float16 to run the model under
-        `torch.autocast` (see the module docstring); None (default) is fp32.
+        """`num_frames` None: a live source of unknown length, whose frames are read as
+        they arrive and never ahead (see `pointer_length` for what SAM 2 uses the length
+        for). `autocast`: torch.bfloat16 or torch.float16 to run the model under
+        `torch.autocast` (see the module docstring); None (default) is fp32. `compile`: run
+        the model's components through `torch.compile` (`compiled.py`; compiles `model` in
+        place, as sam2's VOS-optimised predictor does).
 
         `rows_alone`: run every distinct row through memory attention, the mask decoder and
         the memory encoder as a batch of one, the shapes sam2 1.1.0's predictor runs each
         object in. A batched matrix product may round differently from one of one row (seen:
-        up to 3e-7 in the logits of two objects), so this is what makes several objects bit
+        up to 1.5e-7 in the logits of two objects), so this is what makes several objects bit
         for bit equal to sam2's predictor; it costs the batching (one pass per distinct
         pathway instead of one per memory layout)."""
         self.model = model
         self.read_frame = read_frame
         self._num_frames = num_frames
+        self.pointer_length = model.max_obj_ptrs_in_encoder if num_frames is None else num_frames
+        """The video length SAM 2 normalises object-pointer positions by: its
+        `t_diff_max = min(num_frames, max_obj_ptrs_in_encoder) - 1`. A live source has no
+        length, so it stands in as `max_obj_ptrs_in_encoder` (16): the value sam2 uses for
+        every video at least that long, so a stream equals the file run on such videos; on a
+        shorter one sam2 divides by (frames - 1) instead, which a stream cannot know."""
         self._frame_size = frame_size
         self.device = next(model.parameters()).device
         if autocast is not None:
             check_autocast(self.device, autocast)
         self.autocast = autocast
+        self._attend: Callable[..., torch.Tensor] = weighted_memory_attention
+        if compile:
+            compile_model(model)
+            self._attend = compiled_memory_attention(self.device)
         self.storage = torch.device("cpu") if offload else self.device
         self._node_content: dict[int, int] = {}
         self._store: dict[int, StoredMemory] = {}
@@ -215,6 +231,8 @@ class Sam2Backend:
 
     @property
     def num_frames(self) -> int:
+        if self._num_frames is None:
+            raise InputError("a live source has no length: its frames end when the stream does")
         return self._num_frames
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -259,7 +277,7 @@ class Sam2Backend:
         self._pending_frames.clear()
         backward = self._last is not None and self._last.frame == frame + 1
         following = frame - 1 if backward else frame + 1
-        if 0 <= following < self._num_frames:
+        if self._num_frames is not None and 0 <= following < self._num_frames:
             self._pending_frames[following] = self._reader.submit(self._image, following)
         return future
 
@@ -344,7 +362,7 @@ class Sam2Backend:
             point_inputs=None,
             mask_inputs=mask,
             output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-            num_frames=self._num_frames,
+            num_frames=self.pointer_length,
             track_in_reverse=False,
             prev_sam_mask_logits=None,
         )
@@ -373,7 +391,7 @@ class Sam2Backend:
             current_vision_pos_embeds=features.vision_pos[-1:],
             feat_sizes=features.feat_sizes[-1:],
             output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-            num_frames=self._num_frames,
+            num_frames=self.pointer_length,
             track_in_reverse=False,
         )
         multimask = bool(model._use_multimask(True, point_inputs))
@@ -504,7 +522,7 @@ class Sam2Backend:
         memory, memory_pos, weight, num_pointer_tokens = self._assemble(plans)
         current = features.vision_feats[-1].expand(-1, batch, -1)
         current_pos = features.vision_pos[-1].expand(-1, batch, -1)
-        conditioned = weighted_memory_attention(
+        conditioned = self._attend(
             model.memory_attention,
             current,
             current_pos,
@@ -631,7 +649,7 @@ class Sam2Backend:
             return cached
         model = self.model
         if model.add_tpos_enc_to_obj_ptrs:
-            t_diff_max = min(self._num_frames, model.max_obj_ptrs_in_encoder) - 1
+            t_diff_max = min(self.pointer_length, model.max_obj_ptrs_in_encoder) - 1
             dim = model.hidden_dim if model.proj_tpos_enc_in_obj_ptrs else model.mem_dim
             encoded = get_1d_sine_pe(
                 torch.tensor(positions, device=self.device) / t_diff_max, dim=dim
