@@ -309,7 +309,9 @@ class Predictor:
     reruns the search from the first prompt with every prompt given.
     Per-object masks overlap as each object was tracked, as sam2's predictor returns them;
     `non_overlap_masks=True` (sam2's option of the same name) gives each contested pixel to
-    the highest logit instead, as the id maps of `track()` and `treemem run` do.
+    the highest logit instead, as the id maps of `track()` and `treemem run` do. For code
+    written against sam2, `treemem.sam2.build_sam2_video_predictor` is the drop-in (sam2's
+    signatures and tensors).
 
     The sam2 model is loaded once, on the first `init_state`, and serves every video.
     """

@@ -186,13 +186,21 @@ class Sam2Backend:
         offload: bool = False,
         autocast: torch.dtype | None = None,
         compile: bool = False,
+        rows_alone: bool = False,
     ) -> None:
         """`num_frames` None: a live source of unknown length, whose frames are read as
         they arrive and never ahead (see `pointer_length` for what SAM 2 uses the length
         for). `autocast`: torch.bfloat16 or torch.float16 to run the model under
         `torch.autocast` (see the module docstring); None (default) is fp32. `compile`: run
         the model's components through `torch.compile` (`compiled.py`; compiles `model` in
-        place, as sam2's VOS-optimised predictor does)."""
+        place, as sam2's VOS-optimised predictor does).
+
+        `rows_alone`: run every distinct row through memory attention, the mask decoder and
+        the memory encoder as a batch of one, the shapes sam2 1.1.0's predictor runs each
+        object in. A batched matrix product may round differently from one of one row (seen:
+        up to 1.5e-7 in the logits of two objects), so this is what makes several objects bit
+        for bit equal to sam2's predictor; it costs the batching (one pass per distinct
+        pathway instead of one per memory layout)."""
         self.model = model
         self.read_frame = read_frame
         self._num_frames = num_frames
@@ -224,6 +232,7 @@ class Sam2Backend:
         self._pending_frames: dict[int, Future[torch.Tensor]] = {}
         self._token = object()
         self.distinct_rows: list[int] = []
+        self.rows_alone = rows_alone
 
     @property
     def num_frames(self) -> int:
@@ -473,7 +482,8 @@ class Sam2Backend:
         self.distinct_rows.append(len(plans))
         groups: dict[tuple[int, int], list[int]] = {}
         for u, plan in enumerate(plans):
-            groups.setdefault((len(plan.spatial), len(plan.pointers)), []).append(u)
+            layout = (u,) if self.rows_alone else (len(plan.spatial), len(plan.pointers))
+            groups.setdefault(layout, []).append(u)
         low_res: list[torch.Tensor | None] = [None] * len(plans)
         ious: list[torch.Tensor | None] = [None] * len(plans)
         tokens: list[torch.Tensor | None] = [None] * len(plans)
@@ -696,7 +706,8 @@ class Sam2Backend:
                     (contents[key], unique, commit.candidate)
                 )
             self._hold(commit.node, contents[key])
-        self._store.update(self._encode(features, pending, work))
+        for batch in ([[item] for item in work] if self.rows_alone else [work]):
+            self._store.update(self._encode(features, pending, batch))
         self._store.update(self._encode(features, pending, promoted, as_prompt=True))
 
     def _new_content(self) -> int:

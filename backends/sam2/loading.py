@@ -160,3 +160,34 @@ def build_random_model(
     """A seeded random-weight model on the CPU: deterministic, meaningless masks, for tests."""
     torch.manual_seed(seed)
     return build_model(config, device="cpu", image_size=image_size)
+
+
+def build_video_model(
+    config_file: str,
+    ckpt_path: str | None,
+    device: str,
+    mode: str,
+    hydra_overrides_extra: list[str],
+    apply_postprocessing: bool,
+    vos_optimized: bool,
+) -> Any:
+    """sam2's `build_sam2_video_predictor` as given (its postprocessing settings included),
+    the config in any form sam2 users write, a missing checkpoint as a one-line error."""
+    from sam2.build_sam import build_sam2_video_predictor
+
+    config = resolve_config(config_file)
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise InputError(f"checkpoint not found: {ckpt_path}; give the path of a .pt file")
+    try:
+        return build_sam2_video_predictor(
+            config, ckpt_path, device=device, mode=mode,
+            hydra_overrides_extra=list(hydra_overrides_extra),
+            apply_postprocessing=apply_postprocessing, vos_optimized=vos_optimized,
+        )
+    except Exception as error:  # hydra raises several unrelated types for a bad name
+        if (
+            "Cannot find primary config" in str(error)
+            or "MissingConfigException" in type(error).__name__
+        ):
+            raise ConfigError(f"unknown sam2 config {config!r}") from None
+        raise
