@@ -1,6 +1,6 @@
 """treemem: long-video object segmentation by search over segmentation hypotheses."""
 
-from treemem.api import Predictor, PredictorState, TrackResult, track
+from treemem.api import Predictor, PredictorState, TrackResult, sweep, track
 from treemem.engine import Engine
 from treemem.registry import load_strategy, register_strategy
 from treemem.tree import TreeRecord
@@ -17,6 +17,7 @@ __all__ = [
     "TreememError",
     "load_strategy",
     "register_strategy",
+    "sweep",
     "track",
 ]
 __version__ = "0.1.0"

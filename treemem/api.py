@@ -19,7 +19,7 @@ the search has decided it, so it can drive a live display.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +43,9 @@ from treemem.pipeline.inputs import (
     check_prompt,
     open_backend,
 )
-from treemem.pipeline.runner import StrategyChoice, choose_strategy, search_frames
+from treemem.pipeline.runner import StrategyChoice, choose_strategy, search_frames, search_sweep
 from treemem.pipeline.sinks import IdArraySink
+from treemem.pipeline.sweep import SweepStream
 from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
@@ -172,6 +173,75 @@ def track(
         first_frame=stream.first_frame,
         seconds=seconds,
     )
+
+
+StrategyConfig = str | StrategySet | tuple[str, Mapping[str, object]] | Any
+"""One configuration of a sweep: what `track` takes as `strategy`, or a (name, overrides)
+pair (`("sam2long", {"P": 2})`)."""
+
+
+def sweep(
+    video: VideoInput | None,
+    prompts: PromptInput,
+    strategies: Sequence[StrategyConfig],
+    backend: BackendName | Backend | None = None,
+    max_lag: int | None = None,
+    *,
+    prompt_frame: int = 0,
+    checkpoint: str | os.PathLike[str] | None = None,
+    config: str | None = None,
+    device: str | None = None,
+    offload: bool = False,
+    image_size: int | None = None,
+    model: Any = None,
+    seed: int = 0,
+    dtype: str = "fp32",
+    progress: bool = False,
+) -> list[TrackResult]:
+    """Track the prompted objects through `video` under every strategy configuration in one
+    pass; one `TrackResult` per configuration, in order, each equal to `track`'s for it.
+
+    Per frame the image encoder runs once for all configurations, and their pathways are
+    proposed and committed in one batch (`treemem.pipeline.sweep`), so an ablation costs
+    little more than its distinct pathways. Each result's `seconds` is the whole pass's
+    wall time (all configurations). The other arguments are `track`'s.
+
+    ```python
+    results = treemem.sweep("clip.mp4", "mask.png", [("sam2long", {"P": p}) for p in (1, 2, 3, 4)],
+                            checkpoint="sam2.1_hiera_large.pt")
+    ```
+    """
+    choices = [_sweep_choice(item) for item in strategies]
+    _check_max_lag(max_lag)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype)
+    with open_backend(video, backend, spec) as opened:
+        found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
+        stream = SweepStream(opened.backend, [c.strategy for c in choices], found, max_lag)
+        sinks = [IdArraySink.for_video(opened.num_frames, opened.frame_size) for _ in choices]
+        seconds = search_sweep(stream, [[sink] for sink in sinks], progress=progress)
+    results = []
+    for choice, one, sink in zip(choices, stream.streams, sinks, strict=True):
+        sink.ids.setflags(write=False)
+        results.append(
+            TrackResult(
+                masks=sink.ids,
+                objects=one.objects,
+                record=one.record,
+                decisions=tuple(one.decisions),
+                lags=tuple(one.lags),
+                strategy=choice.name,
+                first_frame=one.first_frame,
+                seconds=seconds,
+            )
+        )
+    return results
+
+
+def _sweep_choice(item: StrategyConfig) -> StrategyChoice:
+    if isinstance(item, tuple):
+        name, overrides = item
+        return choose_strategy(name, overrides)
+    return choose_strategy(item)
 
 
 def _check_max_lag(max_lag: int | None) -> None:
@@ -413,4 +483,4 @@ class Predictor:
         return open_backend(video, self._backend, self._spec, models=self._models)
 
 
-__all__ = ["Predictor", "PredictorState", "TrackResult", "track"]
+__all__ = ["Predictor", "PredictorState", "StrategyConfig", "TrackResult", "sweep", "track"]

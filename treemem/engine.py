@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -95,6 +95,18 @@ class _Step:
     """Each commit's parent node (the node its pathway stood on), for the lineage."""
 
 
+@dataclass(frozen=True)
+class FrameStep:
+    """One frame's selection, between the batched proposal and the commit.
+
+    `commits` are what the backend must store, as (row, candidate) addresses of the proposals
+    `Engine.select` was given; `Engine.end_frame` applies the rest once they are stored."""
+
+    frame: int
+    commits: tuple[Commit, ...]
+    objects: tuple[_Step, ...] = field(repr=False)
+
+
 class Engine:
     """Runs a `StrategySet` over a `Backend`; yields each frame's decision when it is final.
 
@@ -121,6 +133,7 @@ class Engine:
         self.rejected = 0
         self._conditioning: dict[int, tuple[MemoryEntry, ...]] = {}
         self._prompt_results: dict[int, PromptResult] = {}
+        self._prompt_nodes: list[tuple[Prompt, int]] = []
 
     def run(
         self,
@@ -128,47 +141,63 @@ class Engine:
         frames: Sequence[int] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[FrameDecision]:
-        """Track every prompted object through `frames` (default: first prompt to the end)."""
-        if not prompts:
-            raise InputError("at least one prompt is needed")
-        prompt_nodes = self._prompt_all(prompts)
+        """Track every prompted object through `frames` (default: first prompt to the end).
+
+        One frame is the four phases below, in this order; a sweep
+        (`treemem.pipeline.sweep`) runs the same phases for several engines in lockstep,
+        with one `encode`, one `propose` and one `commit` shared by all of them."""
+        self.start(prompts)
         first = min(p.frame for p in prompts)
         order = range(first, self.backend.num_frames) if frames is None else frames
         for frame in order:
             features = self.backend.encode(frame)
-            for prompt, node in prompt_nodes:
-                if prompt.frame == frame:
-                    self._restart(prompt.obj, frame, node)
-            steps, proposals = self._search(frame, features)
+            queries = self.begin_frame(frame)
+            proposals = None
+            if queries:
+                proposals = self.backend.propose(features, queries, self.options())
+            step = self.select(frame, proposals)
             if proposals is not None:
-                commits = [c for step in steps for c in step.commits]
-                self.backend.commit(features, proposals, commits)
-            for step in steps:
-                self._advance(step)
-            yield from self._decisions(frame)
-            self.backend.release(self.lineage.drain_releasable())
+                self.backend.commit(features, proposals, step.commits)
+            yield from self.end_frame(step)
             if progress is not None:
                 progress(frame)
-        yield from self._finish()
+        yield from self.finish()
 
-    # --- one frame ----------------------------------------------------------------------------
+    # --- one frame, in phases -------------------------------------------------------------------
 
-    def _search(self, frame: int, features: object) -> tuple[list[_Step], Proposals | None]:
-        """Expand every started pathway of every object in one batched proposal; returns the
-        steps and the proposals their commits are made from (None when nothing is tracked)."""
-        tracked = [obj for obj in self.beams if self._tracks(obj, frame)]
-        queries = [
+    def start(self, prompts: Sequence[Prompt]) -> None:
+        """Store every prompt as a conditioning memory (`backend.prompt`), before any frame."""
+        if not prompts:
+            raise InputError("at least one prompt is needed")
+        self._prompt_nodes = self._prompt_all(prompts)
+
+    def begin_frame(self, frame: int) -> list[PathwayQuery]:
+        """(Re)start the objects prompted on `frame`; return one query per pathway of every
+        tracked object (objects in order, pathways in rank order): the rows `select` expects."""
+        for prompt, node in self._prompt_nodes:
+            if prompt.frame == frame:
+                self._restart(prompt.obj, frame, node)
+        return [
             PathwayQuery(
                 obj, self.strategy.weighting(self.strategy.memory.recall(p.history, frame))
             )
-            for obj in tracked
+            for obj in self._tracked(frame)
             for p in self.beams[obj].pathways
         ]
-        if not queries:
-            return [], None
-        proposals = self._propose(features, queries)
+
+    def select(self, frame: int, proposals: Proposals | None) -> FrameStep:
+        """Score and choose every tracked object's survivors from `proposals`, whose rows are
+        `begin_frame(frame)`'s queries in order (None when there were none); the step's
+        commits name rows of these proposals."""
+        if proposals is None:
+            return FrameStep(frame, (), ())
+        if self.strategy.pathway_model is not None and proposals.boxes is None:
+            raise TreememError(
+                f"strategy {self.strategy.name!r} needs candidate boxes, and the backend "
+                "returned none: use a backend whose propose supports boxes=True"
+            )
         steps, row = [], 0
-        for obj in tracked:
+        for obj in self._tracked(frame):
             beam = self.beams[obj]
             n = len(beam.pathways)
             iou = proposals.iou[row : row + n]
@@ -176,29 +205,28 @@ class Engine:
             boxes = None if proposals.boxes is None else proposals.boxes[row : row + n]
             steps.append(self._select(obj, frame, beam, iou, occlusion, row, boxes))
             row += n
-        return steps, proposals
+        commits = tuple(c for step in steps for c in step.commits)
+        return FrameStep(frame, commits, tuple(steps))
 
-    def _propose(self, features: object, queries: list[PathwayQuery]) -> Proposals:
-        """The batched proposal, with what the strategy set asks of the backend."""
-        proposals = self.backend.propose(features, queries, self._options())
-        if self.strategy.pathway_model is not None and proposals.boxes is None:
-            raise TreememError(
-                f"strategy {self.strategy.name!r} needs candidate boxes, and the backend "
-                "returned none: use a backend whose propose supports boxes=True"
-            )
-        return proposals
+    def end_frame(self, step: FrameStep) -> Iterator[FrameDecision]:
+        """After the step's commits are stored: advance the beams, yield the decisions that
+        became final, release what no pathway can read any more."""
+        for object_step in step.objects:
+            self._advance(object_step)
+        yield from self._decisions(step.frame)
+        self.backend.release(self.lineage.drain_releasable())
 
-    def _options(self) -> ProposalOptions:
+    def options(self) -> ProposalOptions:
         """What the strategy set asks of the backend's prompt and propose calls."""
         return ProposalOptions(
             boxes=self.strategy.pathway_model is not None,
             presence_threshold=self.strategy.presence_threshold,
         )
 
-    def _tracks(self, obj: int, frame: int) -> bool:
-        """False on the frame an object was (re)prompted: its mask there is the prompt."""
-        beam = self.beams[obj]
-        return beam.frame < frame
+    def _tracked(self, frame: int) -> list[int]:
+        """The objects searched on `frame`: not on the frame an object was (re)prompted,
+        where its mask is the prompt."""
+        return [obj for obj, beam in self.beams.items() if beam.frame < frame]
 
     def _select(
         self,
@@ -373,7 +401,7 @@ class Engine:
         for prompt in ordered:
             node = len(self.record)
             features = self.backend.encode(prompt.frame)
-            result = self.backend.prompt(features, prompt, node, self._options())
+            result = self.backend.prompt(features, prompt, node, self.options())
             reprompt = any(p.obj == prompt.obj and p.frame < prompt.frame for p in ordered)
             self.record.append(
                 obj=prompt.obj,
@@ -445,7 +473,7 @@ class Engine:
         for frame, node in reversed(path):
             yield FrameDecision(obj, frame, node, forced=forced)
 
-    def _finish(self) -> Iterator[FrameDecision]:
+    def finish(self) -> Iterator[FrameDecision]:
         """End of video: the best pathway's ancestry decides what is still open (exact)."""
         for obj, beam in self.beams.items():
             yield from self._force(obj, beam, self.backend.num_frames, forced=False)

@@ -123,6 +123,11 @@ class FrameStream:
     forced: int = 0
     rejected: int = 0
     _started: bool = field(default=False, repr=False)
+    _starts: dict[int, int] = field(default_factory=dict, repr=False)
+    """Each object's first prompt frame (frames before it are empty for that object)."""
+    _pending: dict[int, dict[int, ObjectMask]] = field(default_factory=dict, repr=False)
+    """Decided masks of frames not yet complete: frame -> object -> mask."""
+    _next_frame: int = field(default=0, repr=False)
 
     @property
     def objects(self) -> tuple[int, ...]:
@@ -140,17 +145,9 @@ class FrameStream:
 
     def frames(self, on_frame: Callable[[int], None] | None = None) -> Iterator[FrameResult]:
         """The complete frames, in order; `on_frame(done)` after each searched frame."""
-        if self._started:
-            raise TreememError("a FrameStream runs one search; make a new one to track again")
-        self._started = True
-        objects = self.objects
-        if not self.prompts:
-            raise TreememError("at least one prompt is needed")
-        starts = {obj: min(p.frame for p in self.prompts if p.obj == obj) for obj in objects}
+        self.begin()
         first, end = self.first_frame, self.end_frame
-        empty = ObjectMask.empty(self.backend.frame_size)
         engine = Engine(self.strategy, self.backend, record=self.record, max_lag=self.max_lag)
-        pending: dict[int, dict[int, ObjectMask]] = {}
         searched = [first - 1]
 
         def progress(frame: int) -> None:
@@ -158,33 +155,55 @@ class FrameStream:
             if on_frame is not None:
                 on_frame(frame - first + 1)
 
-        next_frame = first
         for decision in engine.run(self.prompts, frames=range(first, end), progress=progress):
-            self.decisions.append(decision)
-            self.lags.append(min(searched[0] + 1, end - 1) - decision.frame)
-            self.forced += decision.forced
-            if decision.frame >= end:
-                continue
-            logits = self.backend.mask_logits(decision.node)
-            if logits.shape != self.backend.frame_size:
-                raise TreememError(
-                    f"the backend gave {logits.shape} mask logits for a "
-                    f"{self.backend.frame_size} video"
-                )
-            pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
-            while next_frame < end:
-                found = pending.get(next_frame, {})
-                if any(starts[o] <= next_frame and o not in found for o in objects):
-                    break
-                pending.pop(next_frame, None)
-                masks = tuple(found.get(o, empty) for o in objects)
-                yield FrameResult(next_frame, objects, masks)
-                next_frame += 1
-        self.rejected = engine.rejected
-        if next_frame < end:
+            yield from self.take(decision, searched[0] + 1)
+        self.end(engine)
+
+    def begin(self) -> None:
+        """Check the prompts and start assembling; `frames` calls it, and so does a sweep
+        (`treemem.pipeline.sweep`) that drives the engine itself and feeds `take`."""
+        if self._started:
+            raise TreememError("a FrameStream runs one search; make a new one to track again")
+        self._started = True
+        if not self.prompts:
+            raise TreememError("at least one prompt is needed")
+        objects = self.objects
+        self._starts = {o: min(p.frame for p in self.prompts if p.obj == o) for o in objects}
+        self._next_frame = self.first_frame
+
+    def take(self, decision: FrameDecision, searching: int) -> Iterator[FrameResult]:
+        """Record one engine decision, made while frame `searching` was searched (one past
+        the last frame at the end), and yield the frames it completes, in order."""
+        end = self.end_frame
+        self.decisions.append(decision)
+        self.lags.append(min(searching, end - 1) - decision.frame)
+        self.forced += decision.forced
+        if decision.frame >= end:
+            return
+        logits = self.backend.mask_logits(decision.node)
+        if logits.shape != self.backend.frame_size:
             raise TreememError(
-                f"frame {next_frame} was not decided for every object; this is a treemem bug, "
-                "please report it"
+                f"the backend gave {logits.shape} mask logits for a "
+                f"{self.backend.frame_size} video"
+            )
+        self._pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
+        objects, size = self.objects, self.backend.frame_size
+        while self._next_frame < end:
+            found = self._pending.get(self._next_frame, {})
+            if any(self._starts[o] <= self._next_frame and o not in found for o in objects):
+                break
+            self._pending.pop(self._next_frame, None)
+            masks = tuple(found[o] if o in found else ObjectMask.empty(size) for o in objects)
+            yield FrameResult(self._next_frame, objects, masks)
+            self._next_frame += 1
+
+    def end(self, engine: Engine) -> None:
+        """After the engine's last decision: its counts, and a check that every frame came."""
+        self.rejected = engine.rejected
+        if self._next_frame < self.end_frame:
+            raise TreememError(
+                f"frame {self._next_frame} was not decided for every object; this is a treemem "
+                "bug, please report it"
             )
 
 
