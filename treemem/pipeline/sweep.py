@@ -39,6 +39,7 @@ from treemem.types import (
     InputError,
     MemoryContractError,
     MemoryPlan,
+    MemoryRef,
     PathwayQuery,
     Prompt,
     PromptResult,
@@ -185,14 +186,17 @@ class NodeView:
 
     def query(self, query: PathwayQuery) -> PathwayQuery:
         """`query` with its memory plan in backend node ids."""
-        plan = query.plan
         return PathwayQuery(
-            query.obj,
-            MemoryPlan(
-                tuple(replace(r, node=self.backend_node(r.node)) for r in plan.spatial),
-                tuple(replace(r, node=self.backend_node(r.node)) for r in plan.pointers),
-            ),
+            query.obj, MemoryPlan(self._refs(query.plan.spatial), self._refs(query.plan.pointers))
         )
+
+    def _refs(self, refs: tuple[MemoryRef, ...]) -> tuple[MemoryRef, ...]:
+        try:
+            return tuple(MemoryRef(self._nodes[r.node], r.position, r.weight) for r in refs)
+        except KeyError as error:
+            raise MemoryContractError(
+                f"a memory plan reads node {error.args[0]}, which is not held"
+            ) from None
 
     @property
     def held(self) -> int:
