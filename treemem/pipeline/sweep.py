@@ -4,24 +4,34 @@ An ablation runs the same video under many strategy sets; the image encoder, whi
 a frame's cost, is the same for all of them. `SweepStream` runs the configurations in
 lockstep, each frame in the engine's phases (`Engine.begin_frame` -> `select` -> `end_frame`):
 
-1. one `encode` of the frame;
-2. every configuration's queries, translated to shared node ids, in ONE batched `propose`
-   (one per distinct `presence_threshold`, the one option that changes a row's outputs;
-   boxes are asked for when any configuration of the call needs them, and the others ignore
-   them), so memory plans that are identical across configurations are computed once, as
-   the backend already does within one configuration;
-3. each configuration's own selection over its slice of the proposals, then ONE `commit`
-   of every configuration's survivors;
+1. one `encode` of the frame, for every configuration;
+2. the configurations' queries, translated to shared node ids, in batched `propose` calls;
+3. each configuration's own selection over its rows of the proposals, then one `commit` per
+   `propose` call;
 4. each configuration's own decisions (to its own sinks) and releases.
 
-Every configuration keeps its own `Engine`, tree record, decisions and outputs, which are
-those of running it alone (tests/test_sweep.py): an engine's node ids are its own tree rows,
-and `NodeView` maps them to the backend's. Memories that are provably identical across
-configurations are one backend node, held until every configuration has released it: a
-prompt (the same prompt, with the same options), and a commit of the same candidate of a
-row with the same object and the same (shared-id) memory plan in the same `propose` call
-(rows are independent and deterministic, so these rows have the same candidates). Memory is
-therefore bounded by the union of the configurations' live pathways.
+How the proposals are batched is what exactness allows. A backend whose rows are
+bit-identical in any batch declares it (`batch_invariant = True`, held to atol 0 by the
+conformance suite; the synthetic backend does): then every configuration's rows go in ONE
+`propose` and ONE `commit` per frame, and memory plans that are identical across
+configurations are computed once, as the backend already does within one configuration.
+A backend that does not (SAM 2: a row's floats depend on the batch at ~1e-6, which moves a
+mask pixel now and then) gets one `propose` and one `commit` per configuration, each the
+batch that configuration makes alone, so its masks stay bit-identical to running it alone;
+only the encoder pass (and the prompts) are shared, which is the compute floor of a sweep.
+`batched=True` forces the one shared batch anyway (results then within the backend's batch
+tolerance of running alone). Configurations with different `presence_threshold`s never
+share a call (the option changes a row's outputs); boxes are asked for when any
+configuration of a call needs them, and the others ignore them.
+
+Every configuration keeps its own `Engine`, tree record, decisions and outputs: an engine's
+node ids are its own tree rows, and `NodeView` maps them to the backend's. Memories that are
+provably identical across configurations are one backend node, held until every
+configuration has released it: a prompt (the same prompt with the same options), and in a
+shared call a commit of the same candidate of rows with the same object and the same
+(shared-id) memory plan (rows are independent and deterministic, so they have the same
+candidates). With shared calls memory is bounded by the union of the configurations' live
+pathways; with per-configuration calls, by their sum.
 """
 
 from __future__ import annotations
@@ -235,6 +245,9 @@ class SweepStream:
     max_lag: int | None = None
     last_frame: int | None = None
     """Track up to this frame (default: the end of the video)."""
+    batched: bool | None = None
+    """One `propose`/`commit` for every configuration (True) or one per configuration
+    (False); None: shared when the backend declares `batch_invariant` (module docstring)."""
     streams: tuple[FrameStream, ...] = field(init=False)
     nodes: SharedNodes = field(init=False)
     _lanes: tuple[_Lane, ...] = field(init=False, repr=False)
@@ -251,6 +264,8 @@ class SweepStream:
             lanes.append(_Lane(engine, view, stream))
         self._lanes = tuple(lanes)
         self.streams = tuple(lane.stream for lane in lanes)
+        if self.batched is None:
+            self.batched = bool(getattr(self.backend, "batch_invariant", False))
 
     @property
     def first_frame(self) -> int:
@@ -285,17 +300,18 @@ class SweepStream:
             lane.stream.end(lane.engine)
 
     def _search(self, frame: int) -> list[FrameStep]:
-        """One encode, one propose and one commit per presence threshold, every
-        configuration's selection in between; returns each configuration's step."""
+        """One encode; one propose and one commit per call (shared, or per configuration),
+        every configuration's selection in between; returns each configuration's step."""
         backend = self.backend
         features = backend.encode(frame)
         queries = [lane.engine.begin_frame(frame) for lane in self._lanes]
-        groups: dict[float, list[int]] = {}
+        groups: dict[tuple[float, int], list[int]] = {}
         for index, (lane, mine) in enumerate(zip(self._lanes, queries, strict=True)):
             if mine:
-                groups.setdefault(lane.engine.options().presence_threshold, []).append(index)
+                call = (lane.engine.options().presence_threshold, -1 if self.batched else index)
+                groups.setdefault(call, []).append(index)
         steps: list[FrameStep | None] = [None] * len(self._lanes)
-        for threshold, members in groups.items():
+        for (threshold, _), members in groups.items():
             rows = [self._lanes[i].view.query(q) for i in members for q in queries[i]]
             boxes = any(self._lanes[i].engine.options().boxes for i in members)
             options = ProposalOptions(boxes=boxes, presence_threshold=threshold)
