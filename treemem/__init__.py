@@ -1,6 +1,6 @@
 """treemem: long-video object segmentation by search over segmentation hypotheses."""
 
-from treemem.api import Predictor, PredictorState, TrackResult, sweep, track
+from treemem.api import LiveTracker, Predictor, PredictorState, TrackResult, stream, sweep, track
 from treemem.engine import Engine
 from treemem.registry import load_strategy, register_strategy
 from treemem.tree import TreeRecord
@@ -9,6 +9,7 @@ from treemem.types import FrameDecision, Prompt, TreememError
 __all__ = [
     "Engine",
     "FrameDecision",
+    "LiveTracker",
     "Predictor",
     "PredictorState",
     "Prompt",
@@ -17,6 +18,7 @@ __all__ = [
     "TreememError",
     "load_strategy",
     "register_strategy",
+    "stream",
     "sweep",
     "track",
 ]

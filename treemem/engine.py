@@ -11,12 +11,18 @@ A strategy set with a pathway model (SAMURAI's Kalman filter) also gets one mode
 pathway, kept next to its memory history: started on a (re-)prompt, stepped with the parent
 row's candidate boxes, and its per-candidate likelihood is the scoring evidence in place of
 the predicted IoU.
+
+An engine runs in one direction (`treemem.types.Direction`). Backward, frames are visited in
+descending order from the start frame, as sam2's `propagate_in_video(reverse=True)` does:
+every "before", "after" and "how old" of the search is taken in tracking order (frame
+positions `frame * step`), and memory entries carry the direction so memory selection reads
+the frames already tracked (sam2's `track_in_reverse`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +34,7 @@ from treemem.survivors import Selection, choose_survivors
 from treemem.tree import TreeRecord
 from treemem.types import (
     Commit,
+    Direction,
     Float32Array,
     FloatArray,
     FrameDecision,
@@ -40,6 +47,7 @@ from treemem.types import (
     ProposalOptions,
     Proposals,
     TreememError,
+    frame_step,
 )
 
 log = logging.getLogger("treemem.engine")
@@ -112,6 +120,8 @@ class Engine:
 
     `max_lag` forces a decision from the current best pathway once an undecided frame is that
     many frames old (for live use; the exact rule alone reproduces the final answer).
+    `direction` is the order frames are tracked in (see the module docstring); the frames
+    given to `run` must follow it; `sign` is +1 forward, -1 backward.
     """
 
     def __init__(
@@ -121,9 +131,15 @@ class Engine:
         *,
         record: TreeRecord | None = None,
         max_lag: int | None = None,
+        direction: Direction = "forward",
     ) -> None:
         if max_lag is not None and max_lag < 0:
             raise InputError(f"max_lag must be >= 0, got {max_lag}")
+        try:
+            self.sign = frame_step(direction)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        self.direction = direction
         self.strategy = strategy
         self.backend = backend
         self.record = record if record is not None else TreeRecord()
@@ -133,50 +149,61 @@ class Engine:
         self.rejected = 0
         self._conditioning: dict[int, tuple[MemoryEntry, ...]] = {}
         self._prompt_results: dict[int, PromptResult] = {}
-        self._prompt_nodes: list[tuple[Prompt, int]] = []
+        self._prompted: set[tuple[int, int]] = set()
+        self._prompt_nodes: dict[int, list[tuple[int, int]]] = {}
+        """Frame -> (object, node) of the prompts whose frame is not stepped yet."""
+        self._frame: int | None = None
+        """The last frame stepped."""
 
     def run(
         self,
         prompts: Sequence[Prompt],
-        frames: Sequence[int] | None = None,
+        frames: Iterable[int],
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[FrameDecision]:
-        """Track every prompted object through `frames` (default: first prompt to the end).
-
-        One frame is the four phases below, in this order; a sweep
-        (`treemem.pipeline.sweep`) runs the same phases for several engines in lockstep,
-        with one `encode`, one `propose` and one `commit` shared by all of them."""
-        self.start(prompts)
-        first = min(p.frame for p in prompts)
-        order = range(first, self.backend.num_frames) if frames is None else frames
-        for frame in order:
-            features = self.backend.encode(frame)
-            queries = self.begin_frame(frame)
-            proposals = None
-            if queries:
-                proposals = self.backend.propose(features, queries, self.options())
-            step = self.select(frame, proposals)
-            if proposals is not None:
-                self.backend.commit(features, proposals, step.commits)
-            yield from self.end_frame(step)
+        """Track every prompted object through `frames`, any iterable of frame indices in
+        tracking order (ascending forward, descending backward), of any length: the engine
+        never reads the video's length, so a live source works as a file does (the end of
+        `frames` finalises what is open)."""
+        if not prompts:
+            raise InputError("at least one prompt is needed")
+        self.add_prompts(prompts)
+        for frame in frames:
+            yield from self.step(frame)
             if progress is not None:
                 progress(frame)
         yield from self.finish()
 
-    # --- one frame, in phases -------------------------------------------------------------------
+    def step(self, frame: int) -> Iterator[FrameDecision]:
+        """Search one more frame (after the last one stepped); yields what it decides.
 
-    def start(self, prompts: Sequence[Prompt]) -> None:
-        """Store every prompt as a conditioning memory (`backend.prompt`), before any frame."""
-        if not prompts:
-            raise InputError("at least one prompt is needed")
-        self._prompt_nodes = self._prompt_all(prompts)
+        The prompts on `frame` must have been added first (`add_prompts`); a stream may add
+        prompts for a frame right before stepping it (a re-prompt while streaming).
+
+        A step is the phases below, in this order; a sweep (`treemem.pipeline.sweep`) runs
+        them for several engines in lockstep, sharing one `encode` (and the batched calls)."""
+        features = self.backend.encode(frame)
+        queries = self.begin_frame(frame)
+        proposals = None
+        if queries:
+            proposals = self.backend.propose(features, queries, self.options())
+        step = self.select(frame, proposals)
+        if proposals is not None:
+            self.backend.commit(features, proposals, step.commits)
+        yield from self.end_frame(step)
+
+    # --- one frame, in phases -------------------------------------------------------------------
 
     def begin_frame(self, frame: int) -> list[PathwayQuery]:
         """(Re)start the objects prompted on `frame`; return one query per pathway of every
         tracked object (objects in order, pathways in rank order): the rows `select` expects."""
-        for prompt, node in self._prompt_nodes:
-            if prompt.frame == frame:
-                self._restart(prompt.obj, frame, node)
+        if self._frame is not None and self._position(frame) <= self._position(self._frame):
+            raise InputError(
+                f"frame {frame} comes after frame {self._frame}: frames go {self.direction}"
+            )
+        self._frame = frame
+        for obj, node in self._prompt_nodes.pop(frame, []):
+            self._restart(obj, frame, node)
         return [
             PathwayQuery(
                 obj, self.strategy.weighting(self.strategy.memory.recall(p.history, frame))
@@ -224,9 +251,20 @@ class Engine:
         )
 
     def _tracked(self, frame: int) -> list[int]:
-        """The objects searched on `frame`: not on the frame an object was (re)prompted,
-        where its mask is the prompt."""
-        return [obj for obj, beam in self.beams.items() if beam.frame < frame]
+        """The objects searched on `frame` (not on the frame an object was (re)prompted:
+        its mask there is the prompt)."""
+        return [obj for obj in self.beams if self._tracks(obj, frame)]
+
+    def _tracks(self, obj: int, frame: int) -> bool:
+        """False on the frame an object was (re)prompted: its mask there is the prompt."""
+        beam = self.beams[obj]
+        return self._position(beam.frame) < self._position(frame)
+
+    def _position(self, frame: int) -> int:
+        """A frame's place in tracking order (ascending in both directions; the map is its own
+        inverse): the lineage and every age or "later than" test work in positions, so they
+        need no direction."""
+        return frame * self.sign
 
     def _select(
         self,
@@ -301,6 +339,7 @@ class Engine:
                 float(table.iou[parent, candidate]),
                 float(table.occlusion[parent]),
                 motion=None if step is None else step.motion(candidate),
+                direction=self.direction,
             )
             grown.append(
                 Pathway(
@@ -365,6 +404,7 @@ class Engine:
             kept=np.arange(flat.size) < kept.size,
             parent_row=np.array([p.node for p in beam.pathways], np.int64)[parents],
             rule=chosen.rule,
+            direction=self.direction,
         )
 
     def _advance(self, step: _Step) -> None:
@@ -372,7 +412,8 @@ class Engine:
         old = self.beams[step.obj]
         for commit, parent in zip(step.commits, step.parents, strict=True):
             content = self.lineage.content_of(parent, commit.candidate)
-            self.lineage.add(commit.node, step.obj, step.beam.frame, parent, content)
+            position = self._position(step.beam.frame)
+            self.lineage.add(commit.node, step.obj, position, parent, content)
         for pathway in step.beam.pathways:
             self.lineage.hold(e.node for e in pathway.history.recent)
         self.lineage.retire(old.nodes())
@@ -382,27 +423,34 @@ class Engine:
 
     # --- prompts --------------------------------------------------------------------------------
 
-    def _prompt_all(self, prompts: Sequence[Prompt]) -> list[tuple[Prompt, int]]:
-        """Store every prompt as a conditioning memory before tracking, as SAM 2 does: a
-        prompt frame conditions every frame of its object, pointers only later ones."""
-        ordered = sorted(prompts, key=lambda p: (p.frame, p.obj))
-        seen: set[tuple[int, int]] = set()
-        out: list[tuple[Prompt, int]] = []
-        entries: dict[int, list[MemoryEntry]] = {}
+    def add_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """Store prompts as conditioning memories before their frames are tracked, as SAM 2
+        does: a prompt conditions every frame of its object tracked after it is added (all of
+        them when every prompt is added first, as `run` does), pointers only later frames (in
+        tracking order).
+
+        Prompts on a frame already stepped are refused: the search does not go back."""
+        ordered = sorted(prompts, key=lambda p: (self._position(p.frame), p.obj))
         for prompt in ordered:
-            if (prompt.obj, prompt.frame) in seen:
+            if (prompt.obj, prompt.frame) in self._prompted:
                 raise InputError(f"object {prompt.obj} has two prompts on frame {prompt.frame}")
-            seen.add((prompt.obj, prompt.frame))
-            if not 0 <= prompt.frame < self.backend.num_frames:
+            past = self._frame is not None and (
+                self._position(prompt.frame) <= self._position(self._frame)
+            )
+            if prompt.frame < 0 or past:
                 raise InputError(
-                    f"prompt on frame {prompt.frame}, but the video has "
-                    f"{self.backend.num_frames} frames"
+                    f"prompt on frame {prompt.frame}, but the search is past it (frame "
+                    f"{self._frame}): prompt a frame before it is tracked"
                 )
+            self._prompted.add((prompt.obj, prompt.frame))
         for prompt in ordered:
             node = len(self.record)
             features = self.backend.encode(prompt.frame)
             result = self.backend.prompt(features, prompt, node, self.options())
-            reprompt = any(p.obj == prompt.obj and p.frame < prompt.frame for p in ordered)
+            reprompt = any(
+                obj == prompt.obj and self._position(frame) < self._position(prompt.frame)
+                for obj, frame in self._prompted
+            )
             self.record.append(
                 obj=prompt.obj,
                 frame=prompt.frame,
@@ -415,13 +463,19 @@ class Engine:
                 kept=np.ones(1, bool),
                 parent_row=np.array([-1]),
                 rule="prompt",
+                direction=self.direction,
             )
-            out.append((prompt, node))
+            self._prompt_nodes.setdefault(prompt.frame, []).append((prompt.obj, node))
             self._prompt_results[node] = result
-            entry = MemoryEntry(node, prompt.frame, result.iou, result.occlusion, conditioning=True)
-            entries.setdefault(prompt.obj, []).append(entry)
-        self._conditioning = {obj: tuple(found) for obj, found in entries.items()}
-        return out
+            entry = MemoryEntry(
+                node,
+                prompt.frame,
+                result.iou,
+                result.occlusion,
+                conditioning=True,
+                direction=self.direction,
+            )
+            self._conditioning[prompt.obj] = (*self._conditioning.get(prompt.obj, ()), entry)
 
     def _restart(self, obj: int, frame: int, node: int) -> None:
         """A prompt on this frame (re)starts the object's tree from the prompted mask; the
@@ -435,7 +489,8 @@ class Engine:
             history = self.strategy.memory.restart(
                 MemoryHistory(self._conditioning[obj], old.best.history.recent)
             )
-        self.lineage.add(node, obj, frame, parent, self.lineage.new_content(), pinned=True)
+        position = self._position(frame)
+        self.lineage.add(node, obj, position, parent, self.lineage.new_content(), pinned=True)
         self.lineage.hold(e.node for e in history.recent)
         if old is not None:
             self.lineage.retire(old.nodes())
@@ -449,32 +504,35 @@ class Engine:
 
     def _decisions(self, frame: int) -> Iterator[FrameDecision]:
         for obj, beam in self.beams.items():
-            for decided_frame, node in self.lineage.decided(obj):
-                yield FrameDecision(obj, decided_frame, node)
+            for position, node in self.lineage.decided(obj):
+                yield FrameDecision(obj, self._position(position), node)
             oldest = self.lineage.undecided_since(obj)
-            if self.max_lag is not None and oldest is not None and frame - oldest >= self.max_lag:
-                yield from self._force(obj, beam, frame - self.max_lag, forced=True)
+            now = self._position(frame)
+            if self.max_lag is not None and oldest is not None and now - oldest >= self.max_lag:
+                yield from self._force(obj, beam, now - self.max_lag, forced=True)
 
     def _force(self, obj: int, beam: Beam, until: int, *, forced: bool) -> Iterator[FrameDecision]:
-        """Decide `obj`'s frames up to `until` from the best pathway's ancestry."""
+        """Decide `obj`'s frames up to position `until` from the best pathway's ancestry
+        (positions, as the lineage keeps them: see `_position`)."""
         oldest = self.lineage.undecided_since(obj)
         if oldest is None or until < oldest:
             return
         path: list[tuple[int, int]] = []
         node = beam.best.node
         while True:
-            frame = self.lineage.frame(node)
-            if frame <= until:
-                path.append((frame, node))
-            if frame <= oldest:
+            position = self.lineage.frame(node)
+            if position <= until:
+                path.append((position, node))
+            if position <= oldest:
                 break
             node = self.lineage.parent(node)
         self.lineage.force(obj, until)
-        for frame, node in reversed(path):
-            yield FrameDecision(obj, frame, node, forced=forced)
+        for position, node in reversed(path):
+            yield FrameDecision(obj, self._position(position), node, forced=forced)
 
     def finish(self) -> Iterator[FrameDecision]:
-        """End of video: the best pathway's ancestry decides what is still open (exact)."""
+        """End of the frames (a video's last frame, or a stream that stopped): the best
+        pathway's ancestry decides what is still open (exact)."""
         for obj, beam in self.beams.items():
-            yield from self._force(obj, beam, self.backend.num_frames, forced=False)
+            yield from self._force(obj, beam, self._position(beam.frame), forced=False)
         self.backend.release(self.lineage.drain_releasable())

@@ -2,7 +2,13 @@
 
 The engine decides each object's frames on its own schedule (a frame is final once every
 surviving pathway of that object agrees on it). A frame is complete when every object that
-is tracked on it has been decided; `FrameStream` yields complete frames in order.
+is tracked on it has been decided; `FrameStream` yields complete frames in tracking order.
+
+A stream tracks in one direction or both (`RunDirection`). Both is one search per direction
+on the same backend and tree record: forward from the first prompt frame to the end, then
+backward from the last prompt frame to frame 0. Each object's frames from its first prompt
+on come from the forward search and the frames before it from the backward search, so every
+frame is yielded once (a prompt frame too).
 
 Composition follows what sam2's `tools/vos_inference.py` writes for a palette-PNG dataset
 (its predictor built with `non_overlap_masks=True`) and what the SAM2Long reference writes:
@@ -14,8 +20,9 @@ waits for a slower object costs about one byte per pixel per object, not four.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -25,15 +32,29 @@ from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
     BoolArray,
+    Direction,
     Float32Array,
     FrameDecision,
+    InputError,
     Prompt,
     TreememError,
     UInt8Array,
+    frame_step,
 )
 
 MAX_OBJECT_ID = 255
 """The largest id a palette PNG holds."""
+
+RunDirection = Literal["forward", "backward", "both"]
+"""Which way a run tracks from its prompts: one `Direction`, or one search each way."""
+RUN_DIRECTIONS: tuple[str, ...] = get_args(RunDirection)
+
+
+def check_direction(direction: str, name: str = "direction") -> RunDirection:
+    """`direction` as a `RunDirection`, or an `InputError` naming the option and choices."""
+    if direction not in RUN_DIRECTIONS:
+        raise InputError(f"{name} must be one of {', '.join(RUN_DIRECTIONS)}, got {direction!r}")
+    return direction  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,13 +123,57 @@ class FrameResult:
 
 
 @dataclass(eq=False)
-class FrameStream:
-    """Runs the search and yields `FrameResult`s in frame order as they complete.
+class _Search:
+    """One direction's search: its engine and the decided masks waiting for a slower object.
 
-    After (or while) iterating: `record` is the search tree, `decisions` the engine's
-    decisions in the order they came, `lags` how many frames late each was decided,
-    `forced` how many `max_lag` forced, `rejected` the candidates rejected as non-finite.
-    `on_frame(done, total)` is called after each searched frame (progress).
+    `starts` maps each object tracked this way to the first frame it is tracked on (its first
+    prompt reached in tracking order); `next_frame` is the next frame to yield; `last` the
+    last frame to yield (None: a stream of unknown length); `frame` the frame searched last.
+    """
+
+    engine: Engine
+    sign: int
+    next_frame: int
+    last: int | None
+    rejected_before: int
+    starts: dict[int, int] = field(default_factory=dict)
+    frame: int | None = None
+    pending: dict[int, dict[int, ObjectMask]] = field(default_factory=dict)
+
+    def position(self, frame: int) -> int:
+        """A frame's place in tracking order (ascending both ways)."""
+        return frame * self.sign
+
+    def tracks(self, obj: int, frame: int) -> bool:
+        return obj in self.starts and self.position(self.starts[obj]) <= self.position(frame)
+
+    def add_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """Prompts on frames not searched yet; an object is tracked from its first prompt at
+        or after `next_frame` in tracking order (one behind it is conditioning memory only)."""
+        self.engine.add_prompts(prompts)
+        for prompt in sorted(prompts, key=lambda p: self.position(p.frame)):
+            if self.position(prompt.frame) >= self.position(self.next_frame):
+                self.starts.setdefault(prompt.obj, prompt.frame)
+
+
+@dataclass(eq=False)
+class FrameStream:
+    """Runs the search and yields `FrameResult`s in tracking order as they complete.
+
+    Two ways to drive it: `frames()` runs a video of known length, in `direction`, from
+    `start_frame` (default: the first prompt frame that way, the earliest forward and the
+    latest backward) to `last_frame` (inclusive; default: the end of the video that way);
+    "both" takes neither frame (see the module docstring). `track(frames)` runs any iterable
+    of frame indices in one direction, of unknown length (a live source), and
+    `start`/`step`/`finish` do the same one frame at a time for a caller that is handed frames
+    (`treemem.stream`), which may also add prompts between frames (`add_prompts`). Nothing
+    here reads the video's length except `frames()` and `frame_count`.
+
+    An object is tracked from its first prompt reached; a prompt behind the first frame
+    tracked is conditioning memory only. After (or while) iterating: `record` is the search
+    tree, `decisions` the engine's decisions in the order they came, `lags` how many frames
+    late each was decided, `forced` how many `max_lag` forced, `rejected` the candidates
+    rejected as non-finite.
     """
 
     backend: Backend
@@ -116,69 +181,214 @@ class FrameStream:
     prompts: Sequence[Prompt]
     max_lag: int | None = None
     last_frame: int | None = None
-    """Track up to this frame (default: the end of the video)."""
+    """Track up to this frame, inclusive (default: the end of the video in the direction)."""
+    direction: RunDirection = "forward"
+    start_frame: int | None = None
+    """The first frame tracked (default: the first prompt frame in the direction)."""
     record: TreeRecord = field(default_factory=TreeRecord)
     decisions: list[FrameDecision] = field(default_factory=list)
     lags: list[int] = field(default_factory=list)
     forced: int = 0
     rejected: int = 0
+    _added: list[Prompt] = field(default_factory=list, repr=False)
+    _search: _Search | None = field(default=None, repr=False)
     _started: bool = field(default=False, repr=False)
-    _starts: dict[int, int] = field(default_factory=dict, repr=False)
-    """Each object's first prompt frame (frames before it are empty for that object)."""
-    _pending: dict[int, dict[int, ObjectMask]] = field(default_factory=dict, repr=False)
-    """Decided masks of frames not yet complete: frame -> object -> mask."""
-    _next_frame: int = field(default=0, repr=False)
 
     @property
     def objects(self) -> tuple[int, ...]:
-        return tuple(sorted({p.obj for p in self.prompts}))
+        return tuple(sorted({p.obj for p in (*self.prompts, *self._added)}))
 
     @property
     def first_frame(self) -> int:
-        return min(p.frame for p in self.prompts)
+        """The first frame tracked (for "both", the forward search's: the earliest prompt)."""
+        if self.start_frame is not None:
+            return self.start_frame
+        step = frame_step("forward" if self.direction == "both" else self.direction)
+        frames = [p.frame for p in (*self.prompts, *self._added)]
+        if not frames:
+            raise InputError("at least one prompt is needed")
+        return min(frames, key=lambda f: f * step)
 
     @property
-    def end_frame(self) -> int:
-        """One past the last tracked frame."""
-        end = self.backend.num_frames
-        return end if self.last_frame is None else min(end, self.last_frame + 1)
+    def frame_count(self) -> int:
+        """How many frames `frames()` visits (both searches' together for "both")."""
+        return sum(abs(last - first) + 1 for first, last in map(self._span, self._directions()))
+
+    def _directions(self) -> tuple[Direction, ...]:
+        return ("forward", "backward") if self.direction == "both" else (self.direction,)
+
+    def _span(self, direction: Direction) -> tuple[int, int]:
+        """(first, last) frame one search of the video tracks, both inclusive."""
+        if not self.prompts:
+            raise InputError("at least one prompt is needed")
+        step = frame_step(direction)
+        first = self.start_frame
+        if first is None:
+            first = min((p.frame for p in self.prompts), key=lambda f: f * step)
+        end = self.backend.num_frames - 1 if step > 0 else 0
+        last = end if self.last_frame is None else self.last_frame
+        if not 0 <= first < self.backend.num_frames or (last - first) * step < 0:
+            raise InputError(
+                f"cannot track {direction} from frame {first} to frame {last} of a "
+                f"{self.backend.num_frames}-frame video"
+            )
+        return first, max(0, min(last, self.backend.num_frames - 1))
+
+    # --- a video of known length ------------------------------------------------------------
 
     def frames(self, on_frame: Callable[[int], None] | None = None) -> Iterator[FrameResult]:
-        """The complete frames, in order; `on_frame(done)` after each searched frame."""
-        self.begin()
-        first, end = self.first_frame, self.end_frame
-        engine = Engine(self.strategy, self.backend, record=self.record, max_lag=self.max_lag)
-        searched = [first - 1]
+        """The complete frames, in tracking order; `on_frame(done)` after each searched
+        frame (done counts both searches of "both")."""
+        self._begin()
+        check_direction(self.direction)
+        if self.direction != "both":
+            yield from self._video(self.direction, on_frame)
+            return
+        if self.start_frame is not None or self.last_frame is not None:
+            raise InputError("direction 'both' tracks the whole video: give no start or last frame")
+        yield from self._both(on_frame)
 
-        def progress(frame: int) -> None:
-            searched[0] = frame
+    def _both(self, on_frame: Callable[[int], None] | None) -> Iterator[FrameResult]:
+        """Forward, then backward; each object's frames before its first prompt come from
+        the backward search. A forward frame some object still needs from the backward
+        search (one before that object's first prompt) waits for it."""
+        starts = {obj: min(p.frame for p in self.prompts if p.obj == obj) for obj in self.objects}
+        waiting: dict[int, FrameResult] = {}
+        forward_frames = self._span("forward")
+        done = abs(forward_frames[1] - forward_frames[0]) + 1
+
+        def backward_progress(count: int) -> None:
             if on_frame is not None:
-                on_frame(frame - first + 1)
+                on_frame(done + count)
 
-        for decision in engine.run(self.prompts, frames=range(first, end), progress=progress):
-            yield from self.take(decision, searched[0] + 1)
-        self.end(engine)
+        for result in self._video("forward", on_frame):
+            if any(result.frame < start for start in starts.values()):
+                waiting[result.frame] = result
+            else:
+                yield result
+        for result in self._video("backward", backward_progress):
+            ahead = waiting.pop(result.frame, None)
+            if ahead is None:
+                if result.frame < min(starts.values()):
+                    yield result
+                continue
+            masks = tuple(
+                back if result.frame < starts[obj] else fore
+                for obj, fore, back in zip(self.objects, ahead.masks, result.masks, strict=True)
+            )
+            yield FrameResult(result.frame, self.objects, masks)
 
-    def begin(self) -> None:
-        """Check the prompts and start assembling; `frames` calls it, and so does a sweep
-        (`treemem.pipeline.sweep`) that drives the engine itself and feeds `take`."""
+    def _video(
+        self, direction: Direction, on_frame: Callable[[int], None] | None
+    ) -> Iterator[FrameResult]:
+        """One search's complete frames of the video, in its tracking order."""
+        first, last = self._span(direction)
+        search = self._new_search(direction, first, last)
+        step = search.sign
+        for frame in range(first, last + step, step):
+            yield from self._step(search, frame)
+            if on_frame is not None:
+                on_frame(search.position(frame) - search.position(first) + 1)
+        yield from self._finish(search)
+        if search.next_frame != last + step:
+            raise TreememError(
+                f"frame {search.next_frame} was not decided for every object; this is a "
+                "treemem bug, please report it"
+            )
+
+    # --- frames one at a time (a source of unknown length) -----------------------------------
+
+    def track(
+        self, frames: Iterable[int], on_frame: Callable[[int], None] | None = None
+    ) -> Iterator[FrameResult]:
+        """The complete frames of `frames` (frame indices in tracking order from the first
+        prompt on, any number of them), in order; the end of `frames` finalises what is open."""
+        self.start()
+        first = self.first_frame
+        for frame in frames:
+            yield from self.step(frame)
+            if on_frame is not None:
+                on_frame(abs(frame - first) + 1)
+        yield from self.finish()
+
+    def start(self) -> None:
+        """Make the engine and store the prompts given so far (at least one)."""
+        self._begin()
+        if self.direction == "both":
+            raise InputError("direction 'both' needs the whole video: use frames()")
+        if not self.prompts:
+            raise TreememError("at least one prompt is needed")
+        self._search = self._new_search(self.direction, self.first_frame, None)
+
+    def add_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """More prompts, on frames not searched yet (a new object, or a re-prompt)."""
+        self._running().add_prompts(prompts)
+        self._added.extend(prompts)
+
+    def step(self, frame: int) -> Iterator[FrameResult]:
+        """Search `frame`; yields the frames it completes."""
+        yield from self._step(self._running(), frame)
+
+    def finish(self) -> Iterator[FrameResult]:
+        """The end of the frames: decide what is still open, yield the frames left."""
+        yield from self._finish(self._running())
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _begin(self) -> None:
         if self._started:
             raise TreememError("a FrameStream runs one search; make a new one to track again")
         self._started = True
-        if not self.prompts:
-            raise TreememError("at least one prompt is needed")
-        objects = self.objects
-        self._starts = {o: min(p.frame for p in self.prompts if p.obj == o) for o in objects}
-        self._next_frame = self.first_frame
 
-    def take(self, decision: FrameDecision, searching: int) -> Iterator[FrameResult]:
-        """Record one engine decision, made while frame `searching` was searched (one past
-        the last frame at the end), and yield the frames it completes, in order."""
-        end = self.end_frame
+    def _running(self) -> _Search:
+        if self._search is None:
+            raise TreememError("call start() first")
+        return self._search
+
+    def _new_search(self, direction: Direction, first: int, last: int | None) -> _Search:
+        engine = Engine(self.strategy, self.backend, record=self.record, max_lag=self.max_lag,
+                        direction=direction)
+        search = _Search(engine, frame_step(direction), first, last, self.rejected)
+        search.add_prompts(self.prompts)
+        return search
+
+    def _step(self, search: _Search, frame: int) -> Iterator[FrameResult]:
+        yield from self._decided(search, frame, search.engine.step(frame))
+
+    @property
+    def engine(self) -> Engine:
+        """The running search's engine (after `start`)."""
+        return self._running().engine
+
+    def decided(self, frame: int, decisions: Iterable[FrameDecision]) -> Iterator[FrameResult]:
+        """`step` for a caller that runs the engine's frame phases itself (a sweep,
+        `treemem.pipeline.sweep`): `decisions` are what `engine.end_frame` yields for
+        `frame`; yields the frames they complete."""
+        yield from self._decided(self._running(), frame, decisions)
+
+    def _decided(
+        self, search: _Search, frame: int, decisions: Iterable[FrameDecision]
+    ) -> Iterator[FrameResult]:
+        search.frame = frame
+        for decision in decisions:
+            yield from self._take(search, decision)
+        self.rejected = search.rejected_before + search.engine.rejected
+
+    def _finish(self, search: _Search) -> Iterator[FrameResult]:
+        for decision in search.engine.finish():
+            yield from self._take(search, decision)
+        self.rejected = search.rejected_before + search.engine.rejected
+        yield from self._complete(search)
+
+    def _take(self, search: _Search, decision: FrameDecision) -> Iterator[FrameResult]:
+        """Keep one decision's mask; yield the frames it completes, in tracking order."""
         self.decisions.append(decision)
-        self.lags.append(min(searching, end - 1) - decision.frame)
+        current = decision.frame if search.frame is None else search.frame
+        self.lags.append(search.position(current) - search.position(decision.frame))
         self.forced += decision.forced
-        if decision.frame >= end:
+        if search.last is not None and search.position(decision.frame) > search.position(
+            search.last
+        ):
             return
         logits = self.backend.mask_logits(decision.node)
         if logits.shape != self.backend.frame_size:
@@ -186,25 +396,31 @@ class FrameStream:
                 f"the backend gave {logits.shape} mask logits for a "
                 f"{self.backend.frame_size} video"
             )
-        self._pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
-        objects, size = self.objects, self.backend.frame_size
-        while self._next_frame < end:
-            found = self._pending.get(self._next_frame, {})
-            if any(self._starts[o] <= self._next_frame and o not in found for o in objects):
+        search.pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
+        yield from self._complete(search)
+
+    def _complete(self, search: _Search) -> Iterator[FrameResult]:
+        """Yield the searched frames every object tracked on them has been decided on."""
+        objects = self.objects
+        empty = ObjectMask.empty(self.backend.frame_size)
+        while search.frame is not None and search.position(search.next_frame) <= search.position(
+            search.frame
+        ):
+            frame = search.next_frame
+            found = search.pending.get(frame, {})
+            if any(search.tracks(o, frame) and o not in found for o in objects):
                 break
-            self._pending.pop(self._next_frame, None)
-            masks = tuple(found[o] if o in found else ObjectMask.empty(size) for o in objects)
-            yield FrameResult(self._next_frame, objects, masks)
-            self._next_frame += 1
-
-    def end(self, engine: Engine) -> None:
-        """After the engine's last decision: its counts, and a check that every frame came."""
-        self.rejected = engine.rejected
-        if self._next_frame < self.end_frame:
-            raise TreememError(
-                f"frame {self._next_frame} was not decided for every object; this is a treemem "
-                "bug, please report it"
-            )
+            search.pending.pop(frame, None)
+            yield FrameResult(frame, objects, tuple(found.get(o, empty) for o in objects))
+            search.next_frame += search.sign
 
 
-__all__ = ["FrameResult", "FrameStream", "ObjectMask", "compose_ids"]
+__all__ = [
+    "RUN_DIRECTIONS",
+    "FrameResult",
+    "FrameStream",
+    "ObjectMask",
+    "RunDirection",
+    "check_direction",
+    "compose_ids",
+]

@@ -9,20 +9,21 @@ adds the run folder's bookkeeping (settings for --resume, tree.jsonl, run.json, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import treemem
-from treemem.pipeline.frames import FrameResult, FrameStream
+from treemem.pipeline.frames import FrameResult, FrameStream, RunDirection, check_direction
 from treemem.pipeline.inputs import OpenedVideo
+from treemem.pipeline.live import LiveTracker
 from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
 from treemem.pipeline.sweep import SweepStream
 from treemem.registry import REGISTRY
 from treemem.resume import run_settings
 from treemem.strategy import StrategySet
-from treemem.types import ConfigError, Prompt
+from treemem.types import ConfigError, Prompt, UInt8Array
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def search_frames(
     search and mask retrieval, without the sinks' time (writing PNGs is not tracking).
     `progress` None: a bar when stderr is a terminal; `on_frame(done)` after each searched
     frame, for a caller's own progress display."""
-    total = stream.end_frame - stream.first_frame
+    total = stream.frame_count
     with progress_bar(total, label or stream.strategy.name, enabled=progress) as bar:
         searched = _progress(bar, on_frame)
         return _write_timed((sinks, result) for result in stream.frames(searched))
@@ -94,7 +95,7 @@ def search_sweep(
     wall time of the whole pass (every configuration), without the sinks' time."""
     if len(sinks) != len(sweep.streams):
         raise ValueError(f"{len(sweep.streams)} configurations, {len(sinks)} lists of sinks")
-    total = sweep.end_frame - sweep.first_frame
+    total = sweep.frame_count
     with progress_bar(total, label or "sweep", enabled=progress) as bar:
         searched = _progress(bar, on_frame)
         return _write_timed((sinks[i], result) for i, result in sweep.frames(searched))
@@ -133,17 +134,22 @@ def run_to_folder(
     progress: bool | None = None,
     label: str = "",
     extra_sinks: Sequence[FrameSink] = (),
+    direction: RunDirection = "forward",
 ) -> dict[str, Any]:
     """Search and write masks/, tree.jsonl and run.json into `out`; returns what run.json holds.
 
     With `resume`, an interrupted run in `out` started with the same settings is finished
     (see `treemem.resume`): the files end up identical to an uninterrupted run's, timings in
     run.json aside. A KeyboardInterrupt propagates after the folder is left resumable.
+    `direction`: track forward, backward or both ways from the prompts (`FrameStream`).
     """
+    check_direction(direction)
     parameters = parameters_record(choice.parameters)
     info = {"video": opened.video_info, "backend": opened.backend_info}
-    settings = run_settings(choice.name, parameters, info, prompts, max_lag)
-    stream = FrameStream(opened.backend, choice.strategy, prompts, max_lag=max_lag)
+    settings = run_settings(choice.name, parameters, info, prompts, max_lag, direction)
+    stream = FrameStream(
+        opened.backend, choice.strategy, prompts, max_lag=max_lag, direction=direction
+    )
     folder = RunFolder.open(
         out, opened.frame_names, settings, stream.record, overwrite=overwrite, resume=resume
     )
@@ -152,14 +158,75 @@ def run_to_folder(
     except BaseException:
         folder.close()
         raise
-    frames = folder.masks.written
-    report: dict[str, Any] = {
+    report = _report(choice, parameters, info, prompts, stream, folder.masks.written, max_lag,
+                     seconds, direction)
+    folder.finish(report)
+    return report
+
+
+def run_live_to_folder(
+    tracker: LiveTracker,
+    frames: Iterable[UInt8Array],
+    choice: StrategyChoice,
+    out: Path,
+    describe: Callable[[], dict[str, Any]],
+    *,
+    backend_info: dict[str, Any],
+    overwrite: bool = False,
+    progress: bool | None = None,
+    extra_sinks: Sequence[FrameSink] = (),
+) -> dict[str, Any]:
+    """`run_to_folder` for a live source: frames of unknown length, pushed to `tracker` as
+    they come; each frame's PNG is written as soon as it is decided, and the end of `frames`
+    (the source stopped or broke off) decides and writes the rest, then run.json. `describe()`
+    says what run.json records about the source, once it has ended.
+
+    A live run does not resume (a live source cannot be replayed); its run.partial.json only
+    marks a folder whose run did not finish."""
+    parameters = parameters_record(choice.parameters)
+    settings = run_settings(choice.name, parameters, {"video": {"live": True}},
+                            tracker.given, tracker.max_lag)
+    folder = RunFolder.open(out, None, settings, tracker.record, overwrite=overwrite)
+    started = time.perf_counter()
+    sink_seconds = 0.0
+    try:
+        with progress_bar(None, choice.name, enabled=progress) as bar:
+            for result in tracker.track(frames, on_frame=lambda _: bar.update(1)):
+                writing = time.perf_counter()
+                for sink in (folder, *extra_sinks):
+                    sink.write(result)
+                sink_seconds += time.perf_counter() - writing
+    except BaseException:
+        folder.close()
+        raise
+    seconds = time.perf_counter() - started - sink_seconds
+    info = {"video": describe(), "backend": backend_info}
+    report = _report(choice, parameters, info, tracker.given, tracker, folder.masks.written,
+                     tracker.max_lag, seconds, "forward")
+    folder.finish(report)
+    return report
+
+
+def _report(
+    choice: StrategyChoice,
+    parameters: dict[str, Any],
+    info: dict[str, Any],
+    prompts: Sequence[Prompt],
+    stream: FrameStream | LiveTracker,
+    frames: int,
+    max_lag: int | None,
+    seconds: float,
+    direction: RunDirection,
+) -> dict[str, Any]:
+    """What run.json holds."""
+    return {
         "treemem": treemem.__version__,
         "strategy": choice.name,
         "parameters": parameters,
         **info,
         "prompts": [{"object": p.obj, "frame": p.frame, "kind": p.kind} for p in prompts],
         "objects": list(stream.objects),
+        "direction": direction,
         "first_frame": stream.first_frame,
         "frames": frames,
         "max_lag": max_lag,
@@ -169,5 +236,3 @@ def run_to_folder(
         "seconds": round(seconds, 3),
         "fps": round(frames / seconds, 3) if seconds > 0 else None,
     }
-    folder.finish(report)
-    return report

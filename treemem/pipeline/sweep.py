@@ -45,6 +45,7 @@ from treemem.pipeline.frames import FrameResult, FrameStream
 from treemem.strategy import StrategySet
 from treemem.types import (
     Commit,
+    Direction,
     Float32Array,
     InputError,
     MemoryContractError,
@@ -55,6 +56,7 @@ from treemem.types import (
     PromptResult,
     ProposalOptions,
     Proposals,
+    frame_step,
 )
 
 
@@ -222,11 +224,15 @@ def _frame(features: object) -> int:
 
 @dataclass(frozen=True)
 class _Lane:
-    """One configuration in the sweep: its engine, its view and its output stream."""
+    """One configuration in the sweep: its output stream (which owns its engine) and the
+    view of the shared backend that engine sees."""
 
-    engine: Engine
-    view: NodeView
     stream: FrameStream
+    view: NodeView
+
+    @property
+    def engine(self) -> Engine:
+        return self.stream.engine
 
 
 @dataclass(eq=False)
@@ -236,7 +242,8 @@ class SweepStream:
 
     `streams[i]` is configuration i's `FrameStream` (its record, decisions, lags, counts, as
     after running it alone). `nodes` is the shared node bookkeeping (`nodes.held`: backend
-    nodes held now, bounded by the union of live pathways).
+    nodes held now). One direction, forward or backward (not "both"), from the first prompt
+    frame that way (`FrameStream.first_frame`) to `last_frame` (default: the video's end).
     """
 
     backend: Backend
@@ -244,10 +251,11 @@ class SweepStream:
     prompts: Sequence[Prompt]
     max_lag: int | None = None
     last_frame: int | None = None
-    """Track up to this frame (default: the end of the video)."""
+    """Track up to this frame, inclusive (default: the end of the video in the direction)."""
     batched: bool | None = None
     """One `propose`/`commit` for every configuration (True) or one per configuration
     (False); None: shared when the backend declares `batch_invariant` (module docstring)."""
+    direction: Direction = "forward"
     streams: tuple[FrameStream, ...] = field(init=False)
     nodes: SharedNodes = field(init=False)
     _lanes: tuple[_Lane, ...] = field(init=False, repr=False)
@@ -259,9 +267,10 @@ class SweepStream:
         lanes = []
         for strategy in self.strategies:
             view = NodeView(self.nodes)
-            stream = FrameStream(view, strategy, self.prompts, self.max_lag, self.last_frame)
-            engine = Engine(strategy, view, record=stream.record, max_lag=self.max_lag)
-            lanes.append(_Lane(engine, view, stream))
+            stream = FrameStream(
+                view, strategy, self.prompts, self.max_lag, direction=self.direction
+            )
+            lanes.append(_Lane(stream, view))
         self._lanes = tuple(lanes)
         self.streams = tuple(lane.stream for lane in lanes)
         if self.batched is None:
@@ -272,32 +281,34 @@ class SweepStream:
         return self.streams[0].first_frame
 
     @property
-    def end_frame(self) -> int:
-        return self.streams[0].end_frame
+    def last(self) -> int:
+        """The last frame tracked (inclusive)."""
+        if self.last_frame is not None:
+            return self.last_frame
+        return self.backend.num_frames - 1 if self.direction == "forward" else 0
+
+    @property
+    def frame_count(self) -> int:
+        return abs(self.last - self.first_frame) + 1
 
     def frames(
         self, on_frame: Callable[[int], None] | None = None
     ) -> Iterator[tuple[int, FrameResult]]:
         """(configuration index, frame) for every configuration's complete frames, each
-        configuration's in frame order; `on_frame(done)` after each searched frame."""
+        configuration's in tracking order; `on_frame(done)` after each searched frame."""
         for lane in self._lanes:
-            lane.stream.begin()
-        for lane in self._lanes:
-            lane.engine.start(self.prompts)
-        first, end = self.first_frame, self.end_frame
-        for frame in range(first, end):
+            lane.stream.start()  # its engine stores the prompts: one backend prompt for all
+        first, sign = self.first_frame, frame_step(self.direction)
+        for frame in range(first, self.last + sign, sign):
             steps = self._search(frame)
             for index, (lane, step) in enumerate(zip(self._lanes, steps, strict=True)):
-                for decision in lane.engine.end_frame(step):
-                    for result in lane.stream.take(decision, frame):
-                        yield index, result
-            if on_frame is not None:
-                on_frame(frame - first + 1)
-        for index, lane in enumerate(self._lanes):
-            for decision in lane.engine.finish():
-                for result in lane.stream.take(decision, end):
+                for result in lane.stream.decided(frame, lane.engine.end_frame(step)):
                     yield index, result
-            lane.stream.end(lane.engine)
+            if on_frame is not None:
+                on_frame(abs(frame - first) + 1)
+        for index, lane in enumerate(self._lanes):
+            for result in lane.stream.finish():
+                yield index, result
 
     def _search(self, frame: int) -> list[FrameStep]:
         """One encode; one propose and one commit per call (shared, or per configuration),
