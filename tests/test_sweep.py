@@ -87,6 +87,16 @@ def test_every_configuration_equals_running_it_alone(mix: str, max_lag: int | No
         assert_same_result(result, alone, f"{name} {overrides}")
 
 
+def test_a_backward_sweep_equals_each_backward_run() -> None:
+    """Backward from the last prompt (frame 11) to frame 0, in sam2's reverse memory order."""
+    video, prompts = two_object_video()
+    configs = [("sam2long", {"P": 2}), ("greedy", {}), ("sam3-memory", {})]
+    swept = treemem.sweep(video, prompts, configs, direction="backward")
+    for (name, overrides), result in zip(configs, swept, strict=True):
+        alone = treemem.track(video, prompts, name, overrides=overrides, direction="backward")
+        assert_same_result(result, alone, f"backward {name}")
+
+
 def test_configurations_given_as_names_records_and_sets() -> None:
     video, prompts = two_object_video()
     record = REGISTRY.create("sam2long", {"P": 2})

@@ -54,6 +54,7 @@ from treemem.types import (
     BoolArray,
     Closing,
     ConfigError,
+    Direction,
     FrameDecision,
     InputError,
     Prompt,
@@ -216,10 +217,11 @@ def sweep(
     seed: int = 0,
     dtype: str = "fp32",
     progress: bool = False,
+    direction: Direction = "forward",
 ) -> list[TrackResult]:
     """Track the prompted objects through `video` under every strategy configuration in one
-    pass (forward); one `TrackResult` per configuration, in order, each equal to `track`'s
-    for it (masks, tree record, decisions, lags).
+    pass (`direction` forward or backward); one `TrackResult` per configuration, in order,
+    each equal to `track`'s for it (masks, tree record, decisions, lags).
 
     Per frame the image encoder runs once for all configurations (`treemem.pipeline.sweep`:
     how their proposals are batched, and which memories they share). Each result's
@@ -236,7 +238,8 @@ def sweep(
     spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype)
     with open_backend(video, backend, spec) as opened:
         found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
-        swept = SweepStream(opened.backend, [c.strategy for c in choices], found, max_lag)
+        sets = [c.strategy for c in choices]
+        swept = SweepStream(opened.backend, sets, found, max_lag, direction=direction)
         sinks = [IdArraySink.for_video(opened.num_frames, opened.frame_size) for _ in choices]
         seconds = search_sweep(swept, [[sink] for sink in sinks], progress=progress)
     results = []
@@ -252,6 +255,7 @@ def sweep(
                 strategy=choice.name,
                 first_frame=one.first_frame,
                 seconds=seconds,
+                direction=direction,
             )
         )
     return results

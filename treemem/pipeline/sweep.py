@@ -263,6 +263,10 @@ class SweepStream:
     def __post_init__(self) -> None:
         if not self.strategies:
             raise InputError("a sweep needs at least one strategy set")
+        if self.direction not in ("forward", "backward"):
+            raise InputError(
+                f"a sweep tracks one direction, forward or backward, got {self.direction!r}"
+            )
         self.nodes = SharedNodes(self.backend)
         lanes = []
         for strategy in self.strategies:
