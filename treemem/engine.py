@@ -182,8 +182,8 @@ class Engine:
 
         A step is the phases below, in this order; a sweep (`treemem.pipeline.sweep`) runs
         them for several engines in lockstep, sharing one `encode` (and the batched calls)."""
-        features = self.backend.encode(frame)
         queries = self.begin_frame(frame)
+        features = self.backend.encode(frame)
         proposals = None
         if queries:
             proposals = self.backend.propose(features, queries, self.options())
