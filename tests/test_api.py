@@ -215,6 +215,10 @@ def test_track_refuses_bad_input(video: SyntheticVideo, tmp_path: Path) -> None:
         treemem.track(video, video.gt[0], dtype="bf16")
     with pytest.raises(ConfigError, match="the synthetic backend has no dtype"):
         treemem.Predictor("synthetic", dtype="fp16")
+    with pytest.raises(ConfigError, match="the synthetic backend has no model to compile"):
+        treemem.track(video, video.gt[0], compile=True)
+    with pytest.raises(ConfigError, match="a Backend instance runs as it was made"):
+        treemem.Predictor(SyntheticBackend(video), compile=True)
 
 
 def test_sam2_backend_matches_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
