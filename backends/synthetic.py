@@ -190,7 +190,11 @@ class SyntheticBackend:
     """A noisy tracker over `video`'s ground truth (see the module docstring).
 
     `peak_held` is the largest number of node memories held at once, for memory checks.
+    Rows are computed one by one in numpy, so a row's proposals are bit-identical in any
+    batch (`batch_invariant`: a sweep may batch many configurations' rows together).
     """
+
+    batch_invariant = True
 
     def __init__(
         self,

@@ -104,6 +104,30 @@ def test_bench_end_to_end_and_resume(
     assert (out / "runs" / "greedy" / "results" / "video_000.json").stat().st_mtime_ns == before
 
 
+def test_a_sweep_in_one_pass_writes_what_separate_runs_write(
+    suite: Path, tmp_path: Path
+) -> None:
+    """The default (a video's runs in one pass) and --separate write the same predictions
+    and scores for every run; the result files say which runs shared a pass."""
+    common = ["bench", str(suite), "--strategy", "sam2long", "--strategy", "greedy",
+              "--strategy", "samurai", "--set", "P=1,2,4"]
+    together, apart = tmp_path / "together", tmp_path / "apart"
+    assert main([*common, "--out", str(together)]) == 0
+    assert main([*common, "--out", str(apart), "--separate"]) == 0
+    runs = ["sam2long-P=1", "sam2long-P=2", "sam2long-P=4", "greedy", "samurai"]
+    for run in runs:
+        for video in ("video_000", "video_001"):
+            a = json.loads((together / "runs" / run / "results" / f"{video}.json").read_text())
+            b = json.loads((apart / "runs" / run / "results" / f"{video}.json").read_text())
+            assert a["scores"] == b["scores"], (run, video)
+            assert a["sweep"] == runs and "sweep" not in b
+            pngs = sorted((apart / "runs" / run / "pred" / video).glob("*.png"))
+            assert len(pngs) == 24
+            for png in pngs:
+                mine = together / "runs" / run / "pred" / video / png.name
+                assert mine.read_bytes() == png.read_bytes(), (run, video, png.name)
+
+
 def test_bench_refuses_to_mix_settings_in_one_out(
     suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,6 +1,6 @@
 """treemem: long-video object segmentation by search over segmentation hypotheses."""
 
-from treemem.api import LiveTracker, Predictor, PredictorState, TrackResult, stream, track
+from treemem.api import LiveTracker, Predictor, PredictorState, TrackResult, stream, sweep, track
 from treemem.engine import Engine
 from treemem.registry import load_strategy, register_strategy
 from treemem.tree import TreeRecord
@@ -19,6 +19,7 @@ __all__ = [
     "load_strategy",
     "register_strategy",
     "stream",
+    "sweep",
     "track",
 ]
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ the search has decided it, so it can drive a live display.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,14 +45,16 @@ from treemem.pipeline.inputs import (
     open_backend,
 )
 from treemem.pipeline.live import LivePrompts, LiveTracker
-from treemem.pipeline.runner import StrategyChoice, choose_strategy, search_frames
+from treemem.pipeline.runner import StrategyChoice, choose_strategy, search_frames, search_sweep
 from treemem.pipeline.sinks import IdArraySink
+from treemem.pipeline.sweep import SweepStream
 from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
     BoolArray,
     Closing,
     ConfigError,
+    Direction,
     FrameDecision,
     InputError,
     Prompt,
@@ -198,6 +200,79 @@ def track(
         seconds=seconds,
         direction=direction,
     )
+
+
+StrategyConfig = str | StrategySet | tuple[str, Mapping[str, object]] | Any
+"""One configuration of a sweep: what `track` takes as `strategy`, or a (name, overrides)
+pair (`("sam2long", {"P": 2})`)."""
+
+
+def sweep(
+    video: VideoInput | None,
+    prompts: PromptInput,
+    strategies: Sequence[StrategyConfig],
+    backend: BackendName | Backend | None = None,
+    max_lag: int | None = None,
+    *,
+    prompt_frame: int = 0,
+    checkpoint: str | os.PathLike[str] | None = None,
+    config: str | None = None,
+    device: str | None = None,
+    offload: bool = False,
+    image_size: int | None = None,
+    model: Any = None,
+    seed: int = 0,
+    dtype: str = "fp32",
+    progress: bool = False,
+    direction: Direction = "forward",
+) -> list[TrackResult]:
+    """Track the prompted objects through `video` under every strategy configuration in one
+    pass (`direction` forward or backward); one `TrackResult` per configuration, in order,
+    each equal to `track`'s for it (masks, tree record, decisions, lags).
+
+    Per frame the image encoder runs once for all configurations (`treemem.pipeline.sweep`:
+    how their proposals are batched, and which memories they share). Each result's
+    `seconds` is the whole pass's wall time (all configurations). The other arguments are
+    `track`'s.
+
+    ```python
+    grid = [("sam2long", {"P": p}) for p in (1, 2, 3, 4)]
+    results = treemem.sweep("clip.mp4", "mask.png", grid, checkpoint="sam2.1_hiera_large.pt")
+    ```
+    """
+    choices = [_sweep_choice(item) for item in strategies]
+    _check_max_lag(max_lag)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype)
+    with open_backend(video, backend, spec) as opened:
+        found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
+        sets = [c.strategy for c in choices]
+        swept = SweepStream(opened.backend, sets, found, max_lag, direction=direction)
+        sinks = [IdArraySink.for_video(opened.num_frames, opened.frame_size) for _ in choices]
+        seconds = search_sweep(swept, [[sink] for sink in sinks], progress=progress)
+    results = []
+    for choice, one, sink in zip(choices, swept.streams, sinks, strict=True):
+        sink.ids.setflags(write=False)
+        results.append(
+            TrackResult(
+                masks=sink.ids,
+                objects=one.objects,
+                record=one.record,
+                decisions=tuple(one.decisions),
+                lags=tuple(one.lags),
+                strategy=choice.name,
+                first_frame=one.first_frame,
+                seconds=seconds,
+                direction=direction,
+            )
+        )
+    return results
+
+
+def _sweep_choice(item: StrategyConfig) -> StrategyChoice:
+    if isinstance(item, tuple):
+        name, overrides = item
+        return choose_strategy(name, overrides)
+    return choose_strategy(item)
 
 
 def stream(
@@ -507,4 +582,13 @@ class Predictor:
         return open_backend(video, self._backend, self._spec, models=self._models)
 
 
-__all__ = ["LiveTracker", "Predictor", "PredictorState", "TrackResult", "stream", "track"]
+__all__ = [
+    "LiveTracker",
+    "Predictor",
+    "PredictorState",
+    "StrategyConfig",
+    "TrackResult",
+    "stream",
+    "sweep",
+    "track",
+]

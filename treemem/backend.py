@@ -23,6 +23,12 @@ backend is accepted by passing it):
   a backend unaware of the option does anyway, and a backend refuses an option it does not
   implement with a `ConfigError` naming it (`ProposalOptions.check`), so new options never
   break old backends and are never silently ignored.
+- **Batch invariance is declared, not assumed.** Rows are independent, but a model's batched
+  matrix products may round a row differently in batches of other sizes (SAM 2 on the CPU:
+  ~1e-6). A backend whose rows are bit-identical in any batch may say so with a class
+  attribute `batch_invariant = True` (optional; absent means False), and the conformance
+  suite then holds it to exact equality; a sweep (`treemem.pipeline.sweep`) batches several
+  configurations' rows together only for such a backend, so each keeps its exact results.
 - **Memory lives until released.** A node's memory and mask are held from `prompt`/`commit`
   until `release` names it, and not a call longer: that is what bounds memory in video
   length. Reading a node that is not held (released, or never stored) raises

@@ -16,8 +16,15 @@ Output, under `--out`:
                                         its presence marks the video finished
     results.csv, results.json, results.md   the comparison table
 
-A rerun skips finished videos. With `--ray` (or `--ray-address`) each video is one Ray task,
-so a lost worker loses only its video; without them Ray is never imported.
+By default the runs of one video are tracked in one pass (`treemem.pipeline.sweep`): one
+image-encoder pass per frame for all of them, one batched proposal and commit, each run's
+masks and tree exactly those of running it alone. Its result files then say so (`sweep`: the
+runs of the pass) and their `seconds` / `fps` are the whole pass's; `--separate` tracks every
+run on its own (each run's own speed).
+
+A rerun skips finished videos (a pass reruns only its unfinished runs). With `--ray` (or
+`--ray-address`) each video is one Ray task, so a lost worker loses only its video; without
+them Ray is never imported.
 """
 
 from __future__ import annotations
@@ -50,8 +57,9 @@ from treemem.pipeline.inputs import (
     check_model_options,
     open_backend,
 )
-from treemem.pipeline.runner import choose_strategy, search_frames
+from treemem.pipeline.runner import choose_strategy, search_frames, search_sweep
 from treemem.pipeline.sinks import FrameSink, PaletteFolderSink, output_errors, progress_bar
+from treemem.pipeline.sweep import SweepStream
 from treemem.protocols import (
     PROTOCOLS,
     Dataset,
@@ -244,13 +252,15 @@ def first_frame_prompts(gt_dir: Path, names: Sequence[str]) -> list[Prompt]:
 
 
 def run_video(
-    job: VideoJob,
+    jobs: Sequence[VideoJob],
     on_frame: Callable[[int], None] | None = None,
     models: ModelCache | None = None,
-) -> dict[str, Any]:
-    """Track one video, write its predictions, score them, write the result file last."""
+) -> list[dict[str, Any]]:
+    """Track one video for every job (runs of the same video), write each run's predictions,
+    score them, write each result file last; several jobs run in one pass (`track_runs`)."""
+    job = jobs[0]
     if job.protocol is not None:
-        return run_protocol_video(job, on_frame, models)
+        return run_protocol_video(jobs, on_frame, models)
     with open_job(job, models) as opened:
         names = opened.frame_names
         if len(names) != opened.num_frames:
@@ -259,18 +269,50 @@ def run_video(
             )
         gt_dir = Path(job.video_dir) / "gt"
         prompts = first_frame_prompts(gt_dir, names)
-        choice = choose_strategy(job.run.strategy, dict(job.run.overrides))
-        stream = FrameStream(opened.backend, choice.strategy, prompts)
-        sink = PaletteFolderSink(job.pred_dir, names)
-        seconds = search_frames(stream, [sink], on_frame=on_frame)
-    if sink.written != opened.num_frames:
-        raise TreememError(f"{job.video}: the engine left frame {names[sink.written]} undecided")
-    scores = score_video(
-        VideoMasks(job.video, gt_dir, per_object=False),
-        VideoMasks(job.video, job.pred_dir, per_object=False),
-        skip_first_last=job.settings.skip_first_last,
-    )
-    return write_result(job, stream, opened.num_frames, seconds, scores.objects)
+        sinks = [PaletteFolderSink(one.pred_dir, names) for one in jobs]
+        streams, seconds = track_runs(opened, prompts, jobs, sinks, on_frame)
+    results = []
+    for one, stream, sink in zip(jobs, streams, sinks, strict=True):
+        if sink.written != opened.num_frames:
+            raise TreememError(
+                f"{one.video}: the engine left frame {names[sink.written]} undecided"
+            )
+        scores = score_video(
+            VideoMasks(one.video, gt_dir, per_object=False),
+            VideoMasks(one.video, one.pred_dir, per_object=False),
+            skip_first_last=one.settings.skip_first_last,
+        )
+        extra = _pass_record(jobs)
+        results.append(
+            write_result(one, stream, opened.num_frames, seconds, scores.objects, **extra)
+        )
+    return results
+
+
+def track_runs(
+    opened: OpenedVideo,
+    prompts: Sequence[Prompt],
+    jobs: Sequence[VideoJob],
+    sinks: Sequence[FrameSink],
+    on_frame: Callable[[int], None] | None = None,
+) -> tuple[list[FrameStream], float]:
+    """Search the video for every job, job i's frames to `sinks[i]`: one job alone, several
+    in one sweep (`treemem.pipeline.sweep`: one encoder pass per frame for all of them,
+    each job's outputs those of running it alone). Returns each job's stream and the wall
+    time of the search (of the whole pass for a sweep)."""
+    choices = [choose_strategy(job.run.strategy, dict(job.run.overrides)) for job in jobs]
+    if len(jobs) == 1:
+        stream = FrameStream(opened.backend, choices[0].strategy, prompts)
+        return [stream], search_frames(stream, sinks, on_frame=on_frame)
+    sweep = SweepStream(opened.backend, [choice.strategy for choice in choices], prompts)
+    seconds = search_sweep(sweep, [[sink] for sink in sinks], on_frame=on_frame)
+    return list(sweep.streams), seconds
+
+
+def _pass_record(jobs: Sequence[VideoJob]) -> dict[str, Any]:
+    """What a result file says about the pass it came from: the runs that shared it (their
+    `seconds` is the whole pass's), or nothing for a run tracked alone."""
+    return {"sweep": [job.run.name for job in jobs]} if len(jobs) > 1 else {}
 
 
 def write_result(
@@ -348,12 +390,14 @@ def _blank_frames(
 
 
 def run_protocol_video(
-    job: VideoJob,
+    jobs: Sequence[VideoJob],
     on_frame: Callable[[int], None] | None = None,
     models: ModelCache | None = None,
-) -> dict[str, Any]:
-    """One benchmark video under its protocol: prompts by the benchmark's rule, every frame
-    tracked and written, the benchmark's frames scored with its metric."""
+) -> list[dict[str, Any]]:
+    """One benchmark video under its protocol, for every job (runs of this video): prompts
+    by the benchmark's rule, every frame tracked and written, the benchmark's frames scored
+    with its metric."""
+    job = jobs[0]
     protocol = get_protocol(str(job.protocol))
     dataset = protocol.read(Path(str(job.dataset)), job.split)
     video = dataset.video(job.video)
@@ -365,30 +409,41 @@ def run_protocol_video(
                 f"{opened.num_frames} frames"
             )
         prompts = protocol.prompts(video)
-        choice = choose_strategy(job.run.strategy, dict(job.run.overrides))
-        stream = FrameStream(opened.backend, choice.strategy, prompts)
-        sink: PerObjectSink | PaletteFolderSink
-        if video.folder_names:
-            sink = PerObjectSink(job.pred_dir, names, dict(video.folder_names))
-        else:
-            sink = PaletteFolderSink(job.pred_dir, names)
-        _blank_frames(sink, stream.objects, stream.first_frame, opened.frame_size)
-        seconds = search_frames(stream, [sink], on_frame=on_frame)
-    if sink.written != opened.num_frames:
-        raise TreememError(f"{job.video}: the engine left frame {names[sink.written]} undecided")
-    try:
-        objects = protocol.score(video, job.pred_dir).objects
-    except UnannotatedError:
-        objects = ()  # a test split: the server scores the submission
-    return write_result(
-        job, stream, opened.num_frames, seconds, objects,
-        protocol=protocol.name, split=dataset.split, group=video.group, scored=bool(objects),
-    )
+        sinks: list[PerObjectSink | PaletteFolderSink] = []
+        objects = sorted({p.obj for p in prompts})
+        first = min(p.frame for p in prompts)
+        for one in jobs:
+            sink: PerObjectSink | PaletteFolderSink
+            if video.folder_names:
+                sink = PerObjectSink(one.pred_dir, names, dict(video.folder_names))
+            else:
+                sink = PaletteFolderSink(one.pred_dir, names)
+            _blank_frames(sink, objects, first, opened.frame_size)
+            sinks.append(sink)
+        streams, seconds = track_runs(opened, prompts, jobs, sinks, on_frame)
+    results = []
+    for one, stream, sink in zip(jobs, streams, sinks, strict=True):
+        if sink.written != opened.num_frames:
+            raise TreememError(
+                f"{one.video}: the engine left frame {names[sink.written]} undecided"
+            )
+        try:
+            scored = protocol.score(video, one.pred_dir).objects
+        except UnannotatedError:
+            scored = ()  # a test split: the server scores the submission
+        results.append(
+            write_result(
+                one, stream, opened.num_frames, seconds, scored,
+                protocol=protocol.name, split=dataset.split, group=video.group,
+                scored=bool(scored), **_pass_record(jobs),
+            )
+        )
+    return results
 
 
-def _run_video_quietly(job: VideoJob) -> dict[str, Any]:
+def _run_video_quietly(jobs: Sequence[VideoJob]) -> list[dict[str, Any]]:
     """What a Ray task runs (no terminal to draw on)."""
-    return run_video(job)
+    return run_video(jobs)
 
 
 # --- many videos ------------------------------------------------------------------------------
@@ -404,23 +459,44 @@ def finished(job: VideoJob) -> dict[str, Any] | None:
 
 
 def run_in_process(
-    jobs: Sequence[VideoJob], done: Callable[[VideoJob, dict[str, Any] | str], None]
+    groups: Sequence[Sequence[VideoJob]],
+    done: Callable[[VideoJob, dict[str, Any] | str], None],
 ) -> None:
-    """Videos one after another, with a progress bar per video that counts the videos too."""
+    """Videos one after another (each group: runs of one video, tracked in one pass), with a
+    progress bar per video that counts the videos too."""
     models = ModelCache()
-    for number, job in enumerate(jobs, 1):
-        label = f"[{number}/{len(jobs)}] {job.run.name} / {job.video}"
+    for number, jobs in enumerate(groups, 1):
+        label = f"[{number}/{len(groups)}] {_label(jobs)}"
         try:
-            with progress_bar(_num_frames(job), label) as bar:
+            with progress_bar(_num_frames(jobs[0]), label) as bar:
 
                 def on_frame(done: int, bar: Any = bar) -> None:
                     bar.update(done - bar.n)
 
-                result = run_video(job, on_frame, models)
+                results = run_video(jobs, on_frame, models)
         except TreememError as error:
-            done(job, str(error))
+            for job in jobs:
+                done(job, str(error))
             continue
-        done(job, result)
+        for job, result in zip(jobs, results, strict=True):
+            done(job, result)
+
+
+def _label(jobs: Sequence[VideoJob]) -> str:
+    runs = jobs[0].run.name if len(jobs) == 1 else f"{len(jobs)} runs in one pass"
+    return f"{runs} / {jobs[0].video}"
+
+
+def group_jobs(jobs: Sequence[VideoJob], *, separate: bool = False) -> list[list[VideoJob]]:
+    """The jobs as units of work: with `separate` one per job, else one per video holding
+    every run of that video (a sweep: one encoder pass per frame for all of them), in the
+    order the videos first appear."""
+    if separate:
+        return [[job] for job in jobs]
+    by_video: dict[str, list[VideoJob]] = {}
+    for job in jobs:
+        by_video.setdefault(job.video_dir, []).append(job)
+    return list(by_video.values())
 
 
 def _num_frames(job: VideoJob) -> int:
@@ -429,14 +505,15 @@ def _num_frames(job: VideoJob) -> int:
 
 
 def run_on_ray(
-    jobs: Sequence[VideoJob],
+    groups: Sequence[Sequence[VideoJob]],
     done: Callable[[VideoJob, dict[str, Any] | str], None],
     *,
     address: str | None,
     workers: int | None,
     gpus_per_video: float,
 ) -> None:
-    """One Ray task per video: a local Ray (`address` None) or an existing cluster.
+    """One Ray task per group (one video, its runs in one pass): a local Ray (`address`
+    None) or an existing cluster.
 
     On a cluster every node needs treemem installed and the dataset and --out folders at
     the same paths (a shared filesystem); each task writes its own video's files.
@@ -455,15 +532,19 @@ def run_on_ray(
         task = ray.remote(_run_video_quietly).options(
             num_cpus=1, num_gpus=gpus_per_video, max_retries=1
         )
-        pending = {task.remote(job): job for job in jobs}
-        with progress_bar(len(jobs), "videos on Ray", unit="videos") as bar:
+        pending = {task.remote(list(jobs)): jobs for jobs in groups}
+        with progress_bar(len(groups), "videos on Ray", unit="videos") as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                job = pending.pop(ready[0])
+                jobs = pending.pop(ready[0])
                 try:
-                    done(job, ray.get(ready[0]))
+                    results = ray.get(ready[0])
                 except Exception as error:  # a task's error, re-raised by Ray: report it
-                    done(job, _last_line(error))
+                    for job in jobs:
+                        done(job, _last_line(error))
+                else:
+                    for job, result in zip(jobs, results, strict=True):
+                        done(job, result)
                 bar.update(1)
     finally:
         if started_here:
@@ -784,10 +865,15 @@ def run_benchmark(
     ray: bool = False,
     ray_address: str | None = None,
     workers: int | None = None,
+    separate: bool = False,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> BenchOutcome:
     """Run every strategy x sweep setting over every video of `dataset` into `out`, skipping
-    videos already finished there; write results.csv/json/md. `log` gets one line per event."""
+    videos already finished there; write results.csv/json/md. `log` gets one line per event.
+
+    A video's unfinished runs are tracked in one pass (`group_jobs`; a sweep shares the
+    image encoder), and its result files record the pass (`sweep`: the runs, whose `seconds`
+    is the pass's); `separate` tracks every run on its own, as each one's own speed needs."""
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
     check_model_options(
@@ -831,16 +917,17 @@ def run_benchmark(
 
     uses_cpu = settings.backend == "synthetic" or settings.device == "cpu"
     if todo:
+        groups = group_jobs(todo, separate=separate)
         if ray or ray_address:
             run_on_ray(
-                todo,
+                groups,
                 done,
                 address=ray_address,
                 workers=workers,
                 gpus_per_video=0.0 if uses_cpu else 1.0,
             )
         else:
-            run_in_process(todo, done)
+            run_in_process(groups, done)
     collected = tuple(collect(spec, results[spec], protocol) for spec in runs)
     outcome = BenchOutcome(
         collected, tuple(failures), protocol, None if split is None else split.split

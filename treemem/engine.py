@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -108,6 +108,18 @@ class _Step:
     """Each commit's parent node (the node its pathway stood on), for the lineage."""
 
 
+@dataclass(frozen=True)
+class FrameStep:
+    """One frame's selection, between the batched proposal and the commit.
+
+    `commits` are what the backend must store, as (row, candidate) addresses of the proposals
+    `Engine.select` was given; `Engine.end_frame` applies the rest once they are stored."""
+
+    frame: int
+    commits: tuple[Commit, ...]
+    objects: tuple[_Step, ...] = field(repr=False)
+
+
 class Engine:
     """Runs a `StrategySet` over a `Backend`; yields each frame's decision when it is final.
 
@@ -171,55 +183,46 @@ class Engine:
         """Search one more frame (after the last one stepped); yields what it decides.
 
         The prompts on `frame` must have been added first (`add_prompts`); a stream may add
-        prompts for a frame right before stepping it (a re-prompt while streaming)."""
+        prompts for a frame right before stepping it (a re-prompt while streaming).
+
+        A step is the phases below, in this order; a sweep (`treemem.pipeline.sweep`) runs
+        them for several engines in lockstep, sharing one `encode` (and the batched calls)."""
+        queries = self.begin_frame(frame)
+        features = self.backend.encode(frame)
+        proposals = None
+        if queries:
+            proposals = self.backend.propose(features, queries, self.options())
+        step = self.select(frame, proposals)
+        if proposals is not None:
+            self.backend.commit(features, proposals, step.commits)
+        yield from self.end_frame(step)
+
+    # --- one frame, in phases -------------------------------------------------------------------
+
+    def begin_frame(self, frame: int) -> list[PathwayQuery]:
+        """(Re)start the objects prompted on `frame`; return one query per pathway of every
+        tracked object (objects in order, pathways in rank order): the rows `select` expects."""
         if self._frame is not None and self._position(frame) <= self._position(self._frame):
             raise InputError(
                 f"frame {frame} comes after frame {self._frame}: frames go {self.direction}"
             )
         self._frame = frame
-        features = self.backend.encode(frame)
         for obj, node in self._prompt_nodes.pop(frame, []):
             self._restart(obj, frame, node)
-        steps, proposals = self._search(frame, features)
-        if proposals is not None:
-            commits = [c for step in steps for c in step.commits]
-            self.backend.commit(features, proposals, commits)
-        for step in steps:
-            self._advance(step)
-        yield from self._decisions(frame)
-        self.backend.release(self.lineage.drain_releasable())
-
-    # --- one frame ----------------------------------------------------------------------------
-
-    def _search(self, frame: int, features: object) -> tuple[list[_Step], Proposals | None]:
-        """Expand every started pathway of every object in one batched proposal; returns the
-        steps and the proposals their commits are made from (None when nothing is tracked)."""
-        tracked = [obj for obj in self.beams if self._tracks(obj, frame)]
-        queries = [
+        return [
             PathwayQuery(
                 obj, self.strategy.weighting(self.strategy.memory.recall(p.history, frame))
             )
-            for obj in tracked
+            for obj in self._tracked(frame)
             for p in self.beams[obj].pathways
         ]
-        if not queries:
-            return [], None
-        proposals = self._propose(features, queries)
-        steps, row = [], 0
-        for obj in tracked:
-            beam = self.beams[obj]
-            n = len(beam.pathways)
-            iou = proposals.iou[row : row + n]
-            occlusion = proposals.occlusion[row : row + n]
-            boxes = None if proposals.boxes is None else proposals.boxes[row : row + n]
-            stats = None if proposals.stats is None else proposals.stats.rows(slice(row, row + n))
-            steps.append(self._select(obj, frame, beam, iou, occlusion, row, boxes, stats))
-            row += n
-        return steps, proposals
 
-    def _propose(self, features: object, queries: list[PathwayQuery]) -> Proposals:
-        """The batched proposal, with what the strategy set asks of the backend."""
-        proposals = self.backend.propose(features, queries, self._options())
+    def select(self, frame: int, proposals: Proposals | None) -> FrameStep:
+        """Score and choose every tracked object's survivors from `proposals`, whose rows are
+        `begin_frame(frame)`'s queries in order (None when there were none); the step's
+        commits name rows of these proposals."""
+        if proposals is None:
+            return FrameStep(frame, (), ())
         if self.strategy.pathway_model is not None and proposals.boxes is None:
             raise TreememError(
                 f"strategy {self.strategy.name!r} needs candidate boxes, and the backend "
@@ -230,11 +233,35 @@ class Engine:
                 f"strategy {self.strategy.name!r} needs mask statistics, and the backend "
                 "returned none: use a backend whose propose supports mask_stats=True"
             )
-        return proposals
+        steps, row = [], 0
+        for obj in self._tracked(frame):
+            beam = self.beams[obj]
+            n = len(beam.pathways)
+            iou = proposals.iou[row : row + n]
+            occlusion = proposals.occlusion[row : row + n]
+            boxes = None if proposals.boxes is None else proposals.boxes[row : row + n]
+            stats = None if proposals.stats is None else proposals.stats.rows(slice(row, row + n))
+            steps.append(self._select(obj, frame, beam, iou, occlusion, row, boxes, stats))
+            row += n
+        commits = tuple(c for step in steps for c in step.commits)
+        return FrameStep(frame, commits, tuple(steps))
 
-    def _options(self) -> ProposalOptions:
+    def end_frame(self, step: FrameStep) -> Iterator[FrameDecision]:
+        """After the step's commits are stored: advance the beams, yield the decisions that
+        became final, release what no pathway can read any more."""
+        for object_step in step.objects:
+            self._advance(object_step)
+        yield from self._decisions(step.frame)
+        self.backend.release(self.lineage.drain_releasable())
+
+    def options(self) -> ProposalOptions:
         """What the strategy set asks of the backend's prompt and propose calls."""
         return self.strategy.options()
+
+    def _tracked(self, frame: int) -> list[int]:
+        """The objects searched on `frame` (not on the frame an object was (re)prompted:
+        its mask there is the prompt)."""
+        return [obj for obj in self.beams if self._tracks(obj, frame)]
 
     def _tracks(self, obj: int, frame: int) -> bool:
         """False on the frame an object was (re)prompted: its mask there is the prompt."""
@@ -466,7 +493,7 @@ class Engine:
         for prompt in ordered:
             node = len(self.record)
             features = self.backend.encode(prompt.frame)
-            result = self.backend.prompt(features, prompt, node, self._options())
+            result = self.backend.prompt(features, prompt, node, self.options())
             reprompt = any(
                 obj == prompt.obj and self._position(frame) < self._position(prompt.frame)
                 for obj, frame in self._prompted

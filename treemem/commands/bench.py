@@ -85,6 +85,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="FILE.png",
         help="plot each run's per-frame J&F, averaged over videos",
     )
+    parser.add_argument(
+        "--separate",
+        action="store_true",
+        help="track every run on its own (default: a video's runs in one pass, sharing the "
+        "image encoder; the masks are the same, the fps is the pass's)",
+    )
     parser.add_argument("--ray", action="store_true", help="run videos as tasks on a local Ray")
     parser.add_argument("--ray-address", metavar="ADDR", help="join an existing Ray cluster")
     parser.add_argument("--workers", type=int, help="local Ray: number of parallel videos")
@@ -124,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     )
     outcome = run_benchmark(
         args.dataset, args.out, args.strategy or ["sam2long", BASELINE], args.set, settings,
-        ray=args.ray, ray_address=args.ray_address, workers=args.workers,
+        ray=args.ray, ray_address=args.ray_address, workers=args.workers, separate=args.separate,
     )
     if outcome.protocol is not None:
         print(f"{outcome.protocol.title}, {outcome.split} split")

@@ -354,8 +354,24 @@ class FrameStream:
         return search
 
     def _step(self, search: _Search, frame: int) -> Iterator[FrameResult]:
+        yield from self._decided(search, frame, search.engine.step(frame))
+
+    @property
+    def engine(self) -> Engine:
+        """The running search's engine (after `start`)."""
+        return self._running().engine
+
+    def decided(self, frame: int, decisions: Iterable[FrameDecision]) -> Iterator[FrameResult]:
+        """`step` for a caller that runs the engine's frame phases itself (a sweep,
+        `treemem.pipeline.sweep`): `decisions` are what `engine.end_frame` yields for
+        `frame`; yields the frames they complete."""
+        yield from self._decided(self._running(), frame, decisions)
+
+    def _decided(
+        self, search: _Search, frame: int, decisions: Iterable[FrameDecision]
+    ) -> Iterator[FrameResult]:
         search.frame = frame
-        for decision in search.engine.step(frame):
+        for decision in decisions:
             yield from self._take(search, decision)
         self.rejected = search.rejected_before + search.engine.rejected
 

@@ -1,6 +1,7 @@
 """A whole run, from prompts to a run folder or to arrays; what every front end calls.
 
-`search_frames` is the one loop: engine decisions -> complete frames -> sinks. `run_to_folder`
+`search_frames` is the one loop: engine decisions -> complete frames -> sinks; `search_sweep`
+is the same for many configurations in one pass (`treemem.pipeline.sweep`). `run_to_folder`
 adds the run folder's bookkeeping (settings for --resume, tree.jsonl, run.json, progress);
 `treemem run`, `treemem demo` and the bench scripts call it, `treemem.track` the loop alone.
 """
@@ -8,16 +9,17 @@ adds the run folder's bookkeeping (settings for --resume, tree.jsonl, run.json, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import treemem
-from treemem.pipeline.frames import FrameStream, RunDirection, check_direction
+from treemem.pipeline.frames import FrameResult, FrameStream, RunDirection, check_direction
 from treemem.pipeline.inputs import OpenedVideo
 from treemem.pipeline.live import LiveTracker
 from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
+from treemem.pipeline.sweep import SweepStream
 from treemem.registry import REGISTRY
 from treemem.resume import run_settings
 from treemem.strategy import StrategySet
@@ -76,19 +78,47 @@ def search_frames(
     `progress` None: a bar when stderr is a terminal; `on_frame(done)` after each searched
     frame, for a caller's own progress display."""
     total = stream.frame_count
+    with progress_bar(total, label or stream.strategy.name, enabled=progress) as bar:
+        searched = _progress(bar, on_frame)
+        return _write_timed((sinks, result) for result in stream.frames(searched))
+
+
+def search_sweep(
+    sweep: SweepStream,
+    sinks: Sequence[Sequence[FrameSink]],
+    *,
+    label: str = "",
+    progress: bool | None = False,
+    on_frame: Callable[[int], None] | None = None,
+) -> float:
+    """`search_frames` for a sweep: configuration i's frames go to `sinks[i]`; returns the
+    wall time of the whole pass (every configuration), without the sinks' time."""
+    if len(sinks) != len(sweep.streams):
+        raise ValueError(f"{len(sweep.streams)} configurations, {len(sinks)} lists of sinks")
+    total = sweep.frame_count
+    with progress_bar(total, label or "sweep", enabled=progress) as bar:
+        searched = _progress(bar, on_frame)
+        return _write_timed((sinks[i], result) for i, result in sweep.frames(searched))
+
+
+def _progress(bar: Any, on_frame: Callable[[int], None] | None) -> Callable[[int], None]:
+    def searched(done: int) -> None:
+        bar.update(done - bar.n)
+        if on_frame is not None:
+            on_frame(done)
+
+    return searched
+
+
+def _write_timed(results: Iterator[tuple[Sequence[FrameSink], FrameResult]]) -> float:
+    """Write each result to its sinks; the wall time spent outside the sinks."""
     started = time.perf_counter()
     sink_seconds = 0.0
-    with progress_bar(total, label or stream.strategy.name, enabled=progress) as bar:
-        def searched(done: int) -> None:
-            bar.update(done - bar.n)
-            if on_frame is not None:
-                on_frame(done)
-
-        for result in stream.frames(searched):
-            writing = time.perf_counter()
-            for sink in sinks:
-                sink.write(result)
-            sink_seconds += time.perf_counter() - writing
+    for sinks, result in results:
+        writing = time.perf_counter()
+        for sink in sinks:
+            sink.write(result)
+        sink_seconds += time.perf_counter() - writing
     return time.perf_counter() - started - sink_seconds
 
 
