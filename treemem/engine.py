@@ -15,8 +15,9 @@ the predicted IoU.
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,27 @@ class _Step:
     """Each commit's parent node (the node its pathway stood on), for the lineage."""
 
 
+@dataclass(frozen=True)
+class EngineState:
+    """The search after frame `frame`, everything a resumed engine needs to go on from there
+    (`Engine.snapshot` / `Engine.restore`); the backend's memories are saved beside it.
+
+    beams: each object's survivors (with their memory histories and pathway-model states);
+    lineage: a copy of the liveness and decision bookkeeping; conditioning, prompt_results,
+    prompt_nodes ((object, frame, node) of every prompt): what later re-prompts need;
+    tree_rows: the record's length, the next node id; rejected: candidates rejected so far.
+    """
+
+    frame: int
+    beams: Mapping[int, Beam]
+    lineage: Lineage
+    conditioning: Mapping[int, tuple[MemoryEntry, ...]]
+    prompt_results: Mapping[int, PromptResult]
+    prompt_nodes: tuple[tuple[int, int, int], ...]
+    tree_rows: int
+    rejected: int
+
+
 class Engine:
     """Runs a `StrategySet` over a `Backend`; yields each frame's decision when it is final.
 
@@ -121,6 +143,10 @@ class Engine:
         self.rejected = 0
         self._conditioning: dict[int, tuple[MemoryEntry, ...]] = {}
         self._prompt_results: dict[int, PromptResult] = {}
+        self._prompt_nodes: tuple[tuple[int, int, int], ...] = ()
+        self._searched: int | None = None
+        self._resume_at: int | None = None
+        """The first frame to search after `restore` (None: a fresh search)."""
 
     def run(
         self,
@@ -128,11 +154,15 @@ class Engine:
         frames: Sequence[int] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[FrameDecision]:
-        """Track every prompted object through `frames` (default: first prompt to the end)."""
+        """Track every prompted object through `frames` (default: first prompt to the end;
+        after `restore`, the frame after the snapshot's to the end)."""
         if not prompts:
             raise InputError("at least one prompt is needed")
-        prompt_nodes = self._prompt_all(prompts)
-        first = min(p.frame for p in prompts)
+        if self._resume_at is not None:
+            prompt_nodes, first = self._restored_prompts(prompts), self._resume_at
+        else:
+            prompt_nodes = self._prompt_all(prompts)
+            first = min(p.frame for p in prompts)
         order = range(first, self.backend.num_frames) if frames is None else frames
         for frame in order:
             features = self.backend.encode(frame)
@@ -147,9 +177,56 @@ class Engine:
                 self._advance(step)
             yield from self._decisions(frame)
             self.backend.release(self.lineage.drain_releasable())
+            self._searched = frame
             if progress is not None:
                 progress(frame)
         yield from self._finish()
+
+    # --- snapshots ------------------------------------------------------------------------------
+
+    def snapshot(self) -> EngineState:
+        """The search state after the last searched frame. Take it between frames (from
+        `run`'s `progress` callback): then every decision of that frame has been yielded and
+        the backend holds exactly the memories of the nodes the lineage keeps."""
+        if self._searched is None:
+            raise TreememError("no frame has been searched yet: nothing to snapshot")
+        return EngineState(
+            self._searched,
+            dict(self.beams),
+            copy.deepcopy(self.lineage),
+            dict(self._conditioning),
+            dict(self._prompt_results),
+            self._prompt_nodes,
+            len(self.record),
+            self.rejected,
+        )
+
+    def restore(self, state: EngineState) -> None:
+        """Continue from `state` in a fresh engine: its backend must hold the snapshot's
+        memories (`MemoryExport.import_memories`) and its record the snapshot's rows, so node
+        ids go on where they stopped; `run` then starts at the frame after `state.frame`."""
+        if self._resume_at is not None or self._searched is not None or self.beams:
+            raise TreememError("restore needs a fresh engine")
+        if len(self.record) != state.tree_rows:
+            raise TreememError(
+                f"the tree record has {len(self.record)} rows, the snapshot {state.tree_rows}: "
+                "give the engine the record the snapshot was taken with"
+            )
+        self.beams = dict(state.beams)
+        self.lineage = copy.deepcopy(state.lineage)
+        self._conditioning = dict(state.conditioning)
+        self._prompt_results = dict(state.prompt_results)
+        self._prompt_nodes = state.prompt_nodes
+        self._searched = state.frame
+        self.rejected = state.rejected
+        self._resume_at = state.frame + 1
+
+    def _restored_prompts(self, prompts: Sequence[Prompt]) -> list[tuple[Prompt, int]]:
+        """The (prompt, node) pairs of a restored search, matched by object and frame."""
+        given = {(p.obj, p.frame): p for p in prompts}
+        if len(given) != len(prompts) or set(given) != {(o, f) for o, f, _ in self._prompt_nodes}:
+            raise InputError("the prompts differ from those of the snapshot's run")
+        return [(given[(obj, frame)], node) for obj, frame, node in self._prompt_nodes]
 
     # --- one frame ----------------------------------------------------------------------------
 
@@ -389,6 +466,7 @@ class Engine:
                 rule="prompt",
             )
             out.append((prompt, node))
+            self._prompt_nodes += ((prompt.obj, prompt.frame, node),)
             self._prompt_results[node] = result
             entry = MemoryEntry(node, prompt.frame, result.iou, result.occlusion, conditioning=True)
             entries.setdefault(prompt.obj, []).append(entry)

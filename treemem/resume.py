@@ -28,6 +28,8 @@ from treemem.io.atomic import write_json
 from treemem.types import InputError, Prompt
 
 PARTIAL = "run.partial.json"
+SNAPSHOT = "snapshot.bin"
+"""The search state of an unfinished run (`treemem.pipeline.snapshots`)."""
 
 
 def prompt_fingerprint(prompts: Sequence[Prompt]) -> str:
@@ -111,3 +113,4 @@ def begin(out: Path, settings: Mapping[str, Any], *, resume: bool) -> bool:
 def finish(out: Path) -> None:
     """The run is complete (run.json is written): it is no longer resumable."""
     (out / PARTIAL).unlink(missing_ok=True)
+    (out / SNAPSHOT).unlink(missing_ok=True)

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from conformance import (
     CHECKS,
+    EXPORT_CHECKS,
     BackendCase,
     check_commit_reads_only_its_proposals,
+    check_memory_export,
     check_release,
     check_rows_independent,
 )
@@ -83,6 +85,12 @@ def case(request: pytest.FixtureRequest) -> BackendCase:
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
 def test_backend_conforms(case: BackendCase, check: Callable[[BackendCase], None]) -> None:
+    check(case)
+
+
+@pytest.mark.parametrize("check", EXPORT_CHECKS, ids=lambda check: check.__name__)
+def test_backend_exports_memories(case: BackendCase, check: Callable[[BackendCase], None]) -> None:
+    """Both shipped backends implement the optional `MemoryExport` (snapshots need it)."""
     check(case)
 
 
@@ -171,6 +179,26 @@ class CommitsTheLastProposals(Forwarding):
         self.inner.commit(features, self._last, commits)
 
 
+class ImportsNothing(Forwarding):
+    """Exports, but its import stores nothing: a resumed run would read released memory."""
+
+    def export_memories(self) -> bytes:
+        return self.inner.export_memories()
+
+    def import_memories(self, data: bytes) -> None:
+        pass
+
+
+class ImportShiftsMasks(ImportsNothing):
+    """Imports every memory one pixel off (a resize that rounds the wrong way)."""
+
+    def import_memories(self, data: bytes) -> None:
+        self.inner.import_memories(data)
+        memory = self.inner._memory
+        for node, stored in memory.items():
+            memory[node] = dataclasses.replace(stored, mask=np.roll(stored.mask, 1, axis=1))
+
+
 def _wrapped(defect: type[Forwarding]) -> BackendCase:
     synthetic = synthetic_case()
     make = synthetic.make
@@ -214,6 +242,18 @@ def test_the_suite_catches_a_defective_backend(
     with pytest.raises(AssertionError):
         caught_by(case)
     assert caught_by.__name__ in _failures(case)
+
+
+@pytest.mark.parametrize("defect", [ImportsNothing, ImportShiftsMasks],
+                         ids=lambda value: value.__name__)
+def test_the_export_check_catches_a_defective_import(defect: type[Forwarding]) -> None:
+    with pytest.raises(AssertionError, match="export"):
+        check_memory_export(_wrapped(defect))
+
+
+def test_a_backend_without_export_fails_the_export_check() -> None:
+    with pytest.raises(AssertionError, match="does not implement MemoryExport"):
+        check_memory_export(_wrapped(Forwarding))
 
 
 def test_a_backend_refuses_options_it_does_not_implement() -> None:

@@ -8,6 +8,8 @@ Output folder:
                      holds an unfinished run
     run.partial.json the settings of an unfinished run (removed once run.json is written);
                      `--resume` checks them and finishes the run (see treemem.resume)
+    snapshot.bin     the search state every --snapshot-every frames (removed at the end);
+                     `--resume` goes on from it (see treemem.pipeline.snapshots)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from treemem.pipeline import inputs
 from treemem.pipeline.runner import choose_strategy, run_to_folder
 from treemem.pipeline.sinks import check_output, interrupted_message
+from treemem.pipeline.snapshots import DEFAULT_EVERY
 from treemem.registry import parse_overrides
 from treemem.types import InputError, Prompt
 
@@ -71,6 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--resume", action="store_true",
                         help="finish the interrupted run in --out (give the same options); "
                         "the output equals an uninterrupted run's")
+    parser.add_argument("--snapshot-every", type=int, default=DEFAULT_EVERY, metavar="N",
+                        help="save the search state every N frames, so --resume recomputes at "
+                        f"most N frames (default {DEFAULT_EVERY}; 0: never, a resume then "
+                        "searches from the first frame)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -83,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no prompt given; pass --mask FIRST_FRAME_MASK.png, --box or --points")
     if args.objects is not None and args.objects < 1:
         raise InputError(f"--objects must be >= 1, got {args.objects}")
+    if args.snapshot_every < 0:
+        raise InputError(f"--snapshot-every must be >= 0, got {args.snapshot_every}")
     if args.overwrite and args.resume:
         raise InputError("--overwrite and --resume exclude each other; pass one")
     check_output(args.out, overwrite=args.overwrite, resume=args.resume)
@@ -97,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             report = run_to_folder(
                 opened, prompts, choice, args.out, overwrite=args.overwrite,
                 resume=args.resume, max_lag=args.max_lag,
+                snapshot_every=args.snapshot_every or None,
                 progress=False if args.no_progress else None,
             )
         except KeyboardInterrupt:

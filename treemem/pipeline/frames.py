@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from treemem.backend import Backend
-from treemem.engine import Engine
+from treemem.engine import Engine, EngineState
 from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
@@ -101,6 +101,18 @@ class FrameResult:
         return compose_ids(self.objects, self.masks)
 
 
+@dataclass(frozen=True, eq=False)
+class StreamState:
+    """A `FrameStream` between two frames (`FrameStream.snapshot`): the engine's state, the
+    next frame to yield (frames before it were yielded), the masks of frames some objects
+    have been decided on but not all (frame -> object -> mask), and the forced count."""
+
+    engine: EngineState
+    next_frame: int
+    pending: dict[int, dict[int, ObjectMask]]
+    forced: int
+
+
 @dataclass(eq=False)
 class FrameStream:
     """Runs the search and yields `FrameResult`s in frame order as they complete.
@@ -109,6 +121,9 @@ class FrameStream:
     decisions in the order they came, `lags` how many frames late each was decided,
     `forced` how many `max_lag` forced, `rejected` the candidates rejected as non-finite.
     `on_frame(done, total)` is called after each searched frame (progress).
+
+    `snapshot()` (from `on_frame`) and `restore()` (before `frames`) let a resumed run go on
+    from a snapshot; `decisions` and `lags` then hold the resumed part only.
     """
 
     backend: Backend
@@ -123,6 +138,10 @@ class FrameStream:
     forced: int = 0
     rejected: int = 0
     _started: bool = field(default=False, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
+    _pending: dict[int, dict[int, ObjectMask]] = field(default_factory=dict, repr=False)
+    _next_frame: int = field(default=0, repr=False)
+    _restored: StreamState | None = field(default=None, repr=False)
 
     @property
     def objects(self) -> tuple[int, ...]:
@@ -150,15 +169,19 @@ class FrameStream:
         first, end = self.first_frame, self.end_frame
         empty = ObjectMask.empty(self.backend.frame_size)
         engine = Engine(self.strategy, self.backend, record=self.record, max_lag=self.max_lag)
-        pending: dict[int, dict[int, ObjectMask]] = {}
+        self._engine, self._next_frame, pending = engine, first, self._pending
+        if self._restored is not None:
+            engine.restore(self._restored.engine)
+            self._next_frame, self.forced = self._restored.next_frame, self._restored.forced
+            pending.update(self._restored.pending)
+            first = self._restored.engine.frame + 1
         searched = [first - 1]
 
         def progress(frame: int) -> None:
             searched[0] = frame
             if on_frame is not None:
-                on_frame(frame - first + 1)
+                on_frame(frame - self.first_frame + 1)
 
-        next_frame = first
         for decision in engine.run(self.prompts, frames=range(first, end), progress=progress):
             self.decisions.append(decision)
             self.lags.append(min(searched[0] + 1, end - 1) - decision.frame)
@@ -172,20 +195,35 @@ class FrameStream:
                     f"{self.backend.frame_size} video"
                 )
             pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
-            while next_frame < end:
+            while (next_frame := self._next_frame) < end:
                 found = pending.get(next_frame, {})
                 if any(starts[o] <= next_frame and o not in found for o in objects):
                     break
                 pending.pop(next_frame, None)
                 masks = tuple(found.get(o, empty) for o in objects)
                 yield FrameResult(next_frame, objects, masks)
-                next_frame += 1
+                self._next_frame = next_frame + 1
         self.rejected = engine.rejected
-        if next_frame < end:
+        if self._next_frame < end:
             raise TreememError(
-                f"frame {next_frame} was not decided for every object; this is a treemem bug, "
-                "please report it"
+                f"frame {self._next_frame} was not decided for every object; this is a treemem "
+                "bug, please report it"
             )
 
+    def snapshot(self) -> StreamState:
+        """The stream between two frames: call it from `frames`' `on_frame` callback, when
+        every frame decided so far has been yielded (and written by the caller's sinks)."""
+        if self._engine is None:
+            raise TreememError("the stream has not started: nothing to snapshot")
+        pending = {frame: dict(masks) for frame, masks in self._pending.items()}
+        return StreamState(self._engine.snapshot(), self._next_frame, pending, self.forced)
 
-__all__ = ["FrameResult", "FrameStream", "ObjectMask", "compose_ids"]
+    def restore(self, state: StreamState) -> None:
+        """Go on from `state` when `frames` runs: `record` must be the snapshot's record and
+        the backend must hold its memories (see `Engine.restore`)."""
+        if self._started:
+            raise TreememError("restore a FrameStream before it runs")
+        self._restored = state
+
+
+__all__ = ["FrameResult", "FrameStream", "ObjectMask", "StreamState", "compose_ids"]

@@ -7,6 +7,7 @@ adds the run folder's bookkeeping (settings for --resume, tree.jsonl, run.json, 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,13 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import treemem
+from treemem.backend import MemoryExport
 from treemem.pipeline.frames import FrameStream
 from treemem.pipeline.inputs import OpenedVideo
 from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
+from treemem.pipeline.snapshots import SnapshotWriter, resume_point
 from treemem.registry import REGISTRY
-from treemem.resume import run_settings
+from treemem.resume import PARTIAL, run_settings
 from treemem.strategy import StrategySet
 from treemem.types import ConfigError, Prompt
+
+log = logging.getLogger("treemem.run")
 
 
 @dataclass(frozen=True)
@@ -103,22 +108,43 @@ def run_to_folder(
     progress: bool | None = None,
     label: str = "",
     extra_sinks: Sequence[FrameSink] = (),
+    snapshot_every: int | None = None,
 ) -> dict[str, Any]:
     """Search and write masks/, tree.jsonl and run.json into `out`; returns what run.json holds.
 
     With `resume`, an interrupted run in `out` started with the same settings is finished
     (see `treemem.resume`): the files end up identical to an uninterrupted run's, timings in
-    run.json aside. A KeyboardInterrupt propagates after the folder is left resumable.
+    run.json aside. It goes on from the run's last snapshot when there is one (written every
+    `snapshot_every` searched frames, None: none; see `treemem.pipeline.snapshots`), else it
+    searches from the first frame. A KeyboardInterrupt propagates after the folder is left
+    resumable.
     """
     parameters = parameters_record(choice.parameters)
     info = {"video": opened.video_info, "backend": opened.backend_info}
     settings = run_settings(choice.name, parameters, info, prompts, max_lag)
-    stream = FrameStream(opened.backend, choice.strategy, prompts, max_lag=max_lag)
+    backend = opened.backend
+    stream = FrameStream(backend, choice.strategy, prompts, max_lag=max_lag)
+    point = None
+    if resume and (out / PARTIAL).is_file():
+        point = resume_point(out, settings, backend, opened.frame_names, stream.first_frame)
+    if point is not None:
+        assert isinstance(backend, MemoryExport)  # resume_point checked it
+        backend.import_memories(point.snapshot.memories)
+        stream.record = point.record
+        stream.restore(point.snapshot.stream)
+        log.info("resuming from the snapshot taken after frame %d", point.snapshot.frame)
     folder = RunFolder.open(
-        out, opened.frame_names, settings, stream.record, overwrite=overwrite, resume=resume
+        out, opened.frame_names, settings, stream.record, overwrite=overwrite, resume=resume,
+        continue_tree=point is not None,
     )
+    on_frame = None
+    if snapshot_every is not None and isinstance(backend, MemoryExport):
+        on_frame = SnapshotWriter(folder, stream, backend, settings, snapshot_every)
+    if point is not None:
+        folder.masks.written = point.snapshot.masks_written
     try:
-        seconds = search_frames(stream, [folder, *extra_sinks], label=label, progress=progress)
+        seconds = search_frames(stream, [folder, *extra_sinks], label=label, progress=progress,
+                                on_frame=on_frame)
     except BaseException:
         folder.close()
         raise
