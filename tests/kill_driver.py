@@ -1,11 +1,12 @@
 """Run `treemem run` and SIGKILL the process at a chosen point, for the snapshot tests.
 
-    python tests/kill_driver.py FRAME SNAPSHOT -- treemem run arguments...
+    python tests/kill_driver.py FRAME SNAPSHOT THREADS -- treemem run arguments...
 
 FRAME: the process kills itself with SIGKILL when the engine asks the backend to encode
 that frame (-1: never). SNAPSHOT: it kills itself inside the SNAPSHOT-th snapshot write
 (0: never), after the real writer has written the temporary file and before it is renamed;
 the temporary file is cut to half its length first, as a write torn by the kill would be.
+THREADS: torch's thread count (0: leave it), so SAM 2 runs match the in-process reference.
 Both points are reached deterministically, so the tests know exactly what is on disk.
 """
 
@@ -18,8 +19,12 @@ from typing import Any
 
 
 def main(argv: list[str]) -> int:
-    kill_frame, kill_snapshot = int(argv[0]), int(argv[1])
-    assert argv[2] == "--", argv
+    kill_frame, kill_snapshot, threads = (int(value) for value in argv[:3])
+    assert argv[3] == "--", argv
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     import treemem.pipeline.inputs as inputs
     import treemem.pipeline.snapshots as snapshots
     from treemem.cli import main as treemem_main
@@ -54,7 +59,7 @@ def main(argv: list[str]) -> int:
 
     inputs.open_backend = open_and_arm  # type: ignore[assignment]
     snapshots.write_atomically = write_or_die  # type: ignore[assignment]
-    return treemem_main(argv[3:])
+    return treemem_main(argv[4:])
 
 
 if __name__ == "__main__":

@@ -218,9 +218,12 @@ class SnapshotWriter:
         path = self.folder.out / SNAPSHOT
         with output_errors(path):
             write_atomically(path, data)
+        seconds = time.perf_counter() - started
         self.count += 1
         self.last_bytes = len(data)
-        self.seconds += time.perf_counter() - started
+        self.seconds += seconds
+        log.info("snapshot after frame %d: %d bytes (%d of them memories) in %.1f ms",
+                 state.engine.frame, len(data), len(snapshot.memories), 1000 * seconds)
 
 
 __all__ = [
