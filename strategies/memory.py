@@ -1,4 +1,10 @@
-"""Memory frame selection: which ancestors feed spatial memory and object pointers."""
+"""Memory frame selection: which ancestors feed spatial memory and object pointers.
+
+Temporal order is read through `MemoryEntry.elapsed` (signed frames in tracking order), so
+every rule here works forward and backward: tracking backward, "the previous frame" is
+frame t + 1 and distances count towards the frames already tracked, as in sam2's
+`track_in_reverse`.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,12 @@ def _conditioning(
     history: MemoryHistory, frame: int
 ) -> tuple[tuple[tuple[MemoryEntry, int], ...], tuple[tuple[MemoryEntry, int], ...]]:
     """SAM 2's use of prompt frames: every one in spatial memory (position 0), and as
-    pointers only those not in the future, at their frame distance."""
+    pointers only those on the side already tracked (or on `frame` itself), at their signed
+    frame distance."""
     spatial = tuple((entry, 0) for entry in history.conditioning)
     pointers = tuple(
-        (entry, frame - entry.frame) for entry in history.conditioning if entry.frame <= frame
+        (entry, entry.elapsed(frame)) for entry in history.conditioning
+        if entry.elapsed(frame) >= 0
     )
     return spatial, pointers
 
@@ -23,12 +31,12 @@ def _conditioning(
 def _recent_pointers(
     history: MemoryHistory, frame: int, pointer_frames: int
 ) -> tuple[tuple[MemoryEntry, int], ...]:
-    """SAM 2's object pointers: the tracked frames at most `pointer_frames` back, newest first,
-    at their frame distance."""
+    """SAM 2's object pointers: the tracked frames at most `pointer_frames` back in tracking
+    order, newest first, at their frame distance."""
     return tuple(
-        (e, frame - e.frame)
+        (e, e.elapsed(frame))
         for e in reversed(history.recent)
-        if 1 <= frame - e.frame <= pointer_frames
+        if 1 <= e.elapsed(frame) <= pointer_frames
     )
 
 
@@ -41,16 +49,16 @@ class RecentFrames:
     pointer_frames: int = 15
 
     def extend(self, history: MemoryHistory, entry: MemoryEntry) -> MemoryHistory:
-        horizon = entry.frame - max(self.spatial_frames, self.pointer_frames) + 1
-        kept = tuple(e for e in history.recent if e.frame >= horizon)
+        horizon = max(self.spatial_frames, self.pointer_frames)
+        kept = tuple(e for e in history.recent if e.elapsed(entry.frame) < horizon)
         return MemoryHistory(history.conditioning, (*kept, entry))
 
     def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory:
         cond_spatial, cond_pointers = _conditioning(history, frame)
         spatial = tuple(
-            (e, frame - e.frame)
+            (e, e.elapsed(frame))
             for e in history.recent
-            if 1 <= frame - e.frame <= self.spatial_frames
+            if 1 <= e.elapsed(frame) <= self.spatial_frames
         )
         pointers = _recent_pointers(history, frame, self.pointer_frames)
         return RecalledMemory(cond_spatial + spatial, cond_pointers + pointers)

@@ -13,6 +13,11 @@ At tracking frame t the rule builds one list of frames, oldest first:
 Spatial memory reads the list's last `spatial_frames` entries at their rank (newest 1, which
 SAM 2 encodes as t_pos 6); pointers read ranks 1 .. len(list) - 1, so the list's oldest entry
 never gives a pointer (SAM 3's off-by-one, reproduced). Prompt frames are read as in SAM 2.
+
+Tracking backward (SAM 3's `track_in_reverse`) the scan mirrors: i = t+1, t+1+r, ... up to
+the video's last frame, and t+1 is the frame appended. The mirror is not exact at the ends:
+forward the scan never reaches frame 0, backward it does reach the last frame, so only the
+forward direction skips an end frame. Order is read through `MemoryEntry.elapsed`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 
 from treemem.strategies.memory import _conditioning
 from treemem.strategy import RecalledMemory
-from treemem.types import MemoryEntry, MemoryHistory
+from treemem.types import MemoryEntry, MemoryHistory, frame_step
 
 
 def frame_score(entry: MemoryEntry) -> float:
@@ -43,8 +48,9 @@ class ScoredFrames:
     tracked spatial slots (`num_maskmem - 1`).
 
     The code caps the list at `min(num_frames, max_obj_ptrs_in_encoder) - 1` scanned frames.
-    Tracking forward, frame t scans at most t - 1 <= num_frames - 2 frames, so the video-length
-    term never binds and the rule needs no video length.
+    Tracking forward, frame t scans at most t - 1 <= num_frames - 2 frames, and backward at
+    most num_frames - 1 - t <= num_frames - 1 (all there are), so the video-length term never
+    changes the list and the rule needs no video length.
     """
 
     mf_threshold: float = 0.01
@@ -55,21 +61,27 @@ class ScoredFrames:
     def is_eligible(self, entry: MemoryEntry) -> bool:
         return frame_score(entry) > self.mf_threshold
 
+    @staticmethod
+    def scannable(entry: MemoryEntry) -> bool:
+        """Whether any scan can reach `entry`: every frame but frame 0 of a forward search."""
+        return entry.direction == "backward" or entry.frame >= 1
+
     def selected_frames(self, history: MemoryHistory, frame: int) -> list[int]:
         """The rule's list of frames for tracking frame `frame`, oldest first.
 
-        The last frame (t-1) may have no tracked entry (a prompt frame); it still takes a rank.
-        Only frames with a tracked entry in `history.recent` are scanned; walking those instead
-        of every frame index gives the same list."""
-        if frame <= 0:
+        The last frame (t-1, or t+1 backward) may have no tracked entry (a prompt frame); it
+        still takes a rank. Only frames with a tracked entry in `history.recent` are scanned;
+        walking those instead of every frame index gives the same list."""
+        direction = history.direction
+        if direction == "forward" and frame <= 0:
             return []
-        last = frame - 1
+        last = frame - frame_step(direction)
         scanned: list[int] = []
         for entry in reversed(history.recent):
             if len(scanned) >= self.max_pointers - 1:
                 break
-            gap = last - entry.frame
-            on_scan = entry.frame >= 1 and gap >= 0 and gap % self.stride == 0
+            gap = entry.elapsed(frame) - 1
+            on_scan = self.scannable(entry) and gap >= 0 and gap % self.stride == 0
             if on_scan and self.is_eligible(entry):
                 scanned.append(entry.frame)
         scanned.reverse()
@@ -85,7 +97,7 @@ class ScoredFrames:
         per_class: dict[int, int] = {}
         kept: list[MemoryEntry] = []
         for candidate in (entry, *reversed(history.recent)):
-            if candidate.frame < 1 or not self.is_eligible(candidate):
+            if not self.scannable(candidate) or not self.is_eligible(candidate):
                 continue
             residue = candidate.frame % self.stride
             if per_class.get(residue, 0) < cap:
@@ -93,13 +105,14 @@ class ScoredFrames:
                 kept.append(candidate)
         if entry not in kept:
             kept.append(entry)
-        kept.sort(key=lambda e: e.frame)
+        step = frame_step(entry.direction)
+        kept.sort(key=lambda e: e.frame * step)  # oldest first in tracking order
         return MemoryHistory(history.conditioning, tuple(kept))
 
     def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory:
         cond_spatial, cond_pointers = _conditioning(history, frame)
         listed = self.selected_frames(history, frame)
-        tracked = {e.frame: e for e in history.recent if e.frame < frame}
+        tracked = {e.frame: e for e in history.recent if e.elapsed(frame) > 0}
         ranked = [(tracked.get(f), rank) for rank, f in enumerate(reversed(listed), start=1)]
         spatial = tuple(
             (e, rank) for e, rank in reversed(ranked[: self.spatial_frames]) if e is not None

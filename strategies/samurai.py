@@ -21,7 +21,14 @@ import numpy as np
 
 from treemem.strategies.memory import _conditioning, _recent_pointers
 from treemem.strategy import RecalledMemory
-from treemem.types import Float32Array, FloatArray, MemoryEntry, MemoryHistory, PromptResult
+from treemem.types import (
+    Float32Array,
+    FloatArray,
+    MemoryEntry,
+    MemoryHistory,
+    PromptResult,
+    frame_step,
+)
 
 Phase = Literal["A", "B", "C"]
 
@@ -232,7 +239,9 @@ class MotionAwareFrames:
     motion None or > `motion_threshold`, all strict), plus t-1 if it is not among them; the
     newest `spatial_frames`, positioned by rank (newest 1). Pointers as plain SAM 2.1: the
     prompt frames and the `pointer_frames` most recent frames, by frame gap. No look-back
-    limit. A re-prompt starts the memory again, as at a first prompt.
+    limit. A re-prompt starts the memory again, as at a first prompt. Tracking backward the
+    rule mirrors (t+1 up to f0 - 2, `MemoryEntry.elapsed` for every "before"); SAMURAI
+    itself tracks forward only, so that is treemem's extension.
     """
 
     iou_threshold: float = 0.5
@@ -250,26 +259,31 @@ class MotionAwareFrames:
 
     @staticmethod
     def scan_floor(history: MemoryHistory, frame: int) -> int:
-        """The oldest frame the validity scan at `frame` looks at: the latest prompt + 2."""
-        prompts = [e.frame for e in history.conditioning if e.frame < frame]
-        return max(prompts) + 2 if prompts else -(2**62)
+        """The oldest frame the validity scan at `frame` looks at: the latest prompt + 2
+        (- 2 tracking backward)."""
+        step = frame_step(history.direction)
+        prompts = [e.frame for e in history.conditioning if e.elapsed(frame) > 0]
+        if not prompts:
+            return -(2**62) * step
+        return max(prompts, key=lambda f: f * step) + 2 * step
 
     def _valid(self, entries: tuple[MemoryEntry, ...], floor: int) -> list[MemoryEntry]:
-        return [e for e in entries if e.frame >= floor and self.is_valid(e)]
+        return [e for e in entries if e.elapsed(floor) <= 0 and self.is_valid(e)]
 
     def extend(self, history: MemoryHistory, entry: MemoryEntry) -> MemoryHistory:
         entries = (*history.recent, entry)
-        floor = self.scan_floor(history, entry.frame + 1)
+        floor = self.scan_floor(history, entry.frame + frame_step(entry.direction))
         valid = {e.node for e in self._valid(entries, floor)[-self.spatial_frames :]}
-        horizon = entry.frame - self.pointer_frames + 1
-        kept = tuple(e for e in entries if e.frame >= horizon or e.node in valid)
+        kept = tuple(
+            e for e in entries if e.elapsed(entry.frame) < self.pointer_frames or e.node in valid
+        )
         return MemoryHistory(history.conditioning, kept)
 
     def recall(self, history: MemoryHistory, frame: int) -> RecalledMemory:
         cond_spatial, cond_pointers = _conditioning(history, frame)
-        past = tuple(e for e in history.recent if e.frame < frame)
+        past = tuple(e for e in history.recent if e.elapsed(frame) > 0)
         chosen = self._valid(past, self.scan_floor(history, frame))
-        previous = [e for e in past if e.frame == frame - 1]
+        previous = [e for e in past if e.elapsed(frame) == 1]
         if previous and (not chosen or chosen[-1] is not previous[0]):
             chosen.append(previous[0])
         newest = chosen[-self.spatial_frames :] if self.spatial_frames > 0 else []

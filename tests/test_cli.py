@@ -177,6 +177,7 @@ def bad_masks(folder: Path, size: tuple[int, int]) -> dict[str, Path]:
         ("sam2_missing_video", "video not found"),
         ("unknown_dtype", "unknown dtype 'fp64'; use fp32, bf16 or fp16"),
         ("synthetic_dtype", "the synthetic backend has no dtype"),
+        ("bad_direction", "--direction must be one of forward, backward, both, got 'reverse'"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(
@@ -214,12 +215,47 @@ def test_bad_input_is_exit_2_with_one_line(
         "sam2_missing_video": [*sam2[:1], str(tmp_path / "no.mp4"), *sam2[1:]],
         "unknown_dtype": [*sam2[:1], str(junk), *sam2[1:], "--dtype", "fp64"],
         "synthetic_dtype": [*synthetic, "--mask", good_mask, "--dtype", "bf16"],
+        "bad_direction": [*synthetic, "--mask", good_mask, "--direction", "reverse"],
     }.get(case, [*synthetic, "--mask", str(masks.get(case, good_mask)), "--objects", "2"])
     code, _, err = run_cli(args, capsys)
     assert code == 2
     assert err.startswith("treemem: error: ") and err.count("\n") == 1, err
     assert expected in err
     assert not out.exists()  # nothing written for refused input
+
+
+def test_run_backward_and_both_from_a_mid_video_prompt(
+    saved_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--direction backward writes the prompt frame and the frames before it; both writes
+    every frame once: the forward run's from the prompt on, the backward run's before it."""
+    mid = 7
+    video = SyntheticVideo.load(saved_video)
+    mask = tmp_path / "mid.png"
+    write_palette_png(mask, video.gt[mid])
+    runs = {}
+    for direction in ("forward", "backward", "both"):
+        out = tmp_path / direction
+        args = ["run", str(saved_video), "--backend", "synthetic", "--mask", str(mask),
+                "--mask-frame", str(mid), "--out", str(out), "--no-progress",
+                "--direction", direction]
+        code, stdout, _ = run_cli(args, capsys)
+        assert code == 0, stdout
+        runs[direction] = {int(p.stem): read_mask(p) for p in (out / "masks").glob("*.png")}
+        summary = json.loads((out / "run.json").read_text())
+        assert summary["direction"] == direction and summary["frames"] == len(runs[direction])
+        rows = [json.loads(line) for line in (out / "tree.jsonl").read_text().splitlines()]
+        assert all(tuple(row) == FIELDS for row in rows)
+        expected = {"both": {"forward", "backward"}}.get(direction, {direction})
+        assert {row["direction"] for row in rows} == expected
+    assert sorted(runs["forward"]) == list(range(mid, FRAMES))
+    assert sorted(runs["backward"]) == list(range(mid + 1))
+    assert sorted(runs["both"]) == list(range(FRAMES))
+    np.testing.assert_array_equal(runs["backward"][mid], video.gt[mid])
+    for frame, ids in runs["both"].items():
+        expected_ids = runs["forward" if frame >= mid else "backward"][frame]
+        np.testing.assert_array_equal(ids, expected_ids)
+    assert any(runs["backward"][f].any() for f in range(mid))  # it really tracked
 
 
 def test_entry_point_exit_code_in_a_subprocess(saved_video: Path, tmp_path: Path) -> None:

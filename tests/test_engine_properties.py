@@ -21,6 +21,7 @@ from hypothesis.extra.numpy import arrays
 from scripted import CheckedMemory
 
 from treemem import Engine, Prompt, TreememError, TreeRecord, load_strategy
+from treemem.tree import FIELDS
 from treemem.types import FrameDecision, PathwayQuery, ProposalOptions, Proposals
 
 EPS = 1e-5
@@ -396,7 +397,8 @@ def contents(record: TreeRecord) -> dict[int, tuple[int, ...]]:
     cols = record.columns()
     parents = record.parent_rows()
     out: dict[int, tuple[int, ...]] = {}
-    for row in np.argsort(cols.frame, kind="stable").tolist():
+    position = cols.frame * np.where(cols.direction == "backward", -1, 1)  # tracking order
+    for row in np.argsort(position, kind="stable").tolist():
         parent = int(parents[row])
         base = out.get(parent, (-1, parent)) if parent >= 0 else (-1, row)
         out[row] = (*base, int(cols.candidate[row]))
@@ -410,3 +412,87 @@ def test_contents_helper_tells_different_choices_apart() -> None:
     frame2 = survivors(result.record, 2)
     assert nx.is_directed_acyclic_graph(result.record.to_networkx())
     assert len({content[int(r)] for r in frame2}) == frame2.size
+
+
+# --- tracking backward ----------------------------------------------------------------------
+
+
+class PlanRecorder(ScriptedBackend):
+    """Also keeps every batched call's memory plans, in call order."""
+
+    def __init__(self, scripts: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+        super().__init__(scripts)
+        self.plans: list[list[object]] = []
+
+    def propose(
+        self, features: object, queries: Sequence[PathwayQuery], options: ProposalOptions
+    ) -> Proposals:
+        self.plans.append([q.plan for q in queries])
+        return super().propose(features, queries, options)
+
+
+def run_mirrored(
+    script: Script, name: str, max_lag: int | None, direction: str
+) -> tuple[Engine, PlanRecorder, list[FrameDecision]]:
+    """Forward from frame 0 on the script, or backward from the last frame on the script
+    reversed in time: the same numbers meet the search in the same order."""
+    overrides: dict[str, object] = {}
+    if name == "sam2long":
+        overrides = {"pathways": script.pathways, "delta_conf": script.delta_conf}
+    iou, occlusion = script.iou, script.occlusion
+    last = iou.shape[0] - 1
+    if direction == "backward":
+        iou, occlusion = iou[::-1].copy(), occlusion[::-1].copy()
+    backend = PlanRecorder({1: (iou, occlusion)})
+    engine = Engine(load_strategy(name, overrides), backend, max_lag=max_lag,
+                    direction=direction)  # type: ignore[arg-type]
+    start = 0 if direction == "forward" else last
+    decisions = list(engine.run([Prompt(1, start, mask=np.ones((2, 2), bool))]))
+    return engine, backend, decisions
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scripts(max_frames=20), st.sampled_from(["sam2long", "greedy", "sam3-memory"]),
+       st.sampled_from([None, 0, 2]))
+def test_backward_tracking_mirrors_forward_tracking(
+    script: Script, name: str, max_lag: int | None
+) -> None:
+    """Backward on a time-reversed script is forward with frames renamed t -> T-1-t: the
+    same tree rows, the same memory plans (sam2's reverse reads the frames already tracked
+    at the same signed distances), the same decisions in the same order."""
+    last = script.iou.shape[0] - 1
+    ahead, ahead_backend, ahead_decisions = run_mirrored(script, name, max_lag, "forward")
+    back, back_backend, back_decisions = run_mirrored(script, name, max_lag, "backward")
+    assert back_backend.plans == ahead_backend.plans
+    assert [(d.frame, d.node, d.forced) for d in ahead_decisions] == [
+        (last - d.frame, d.node, d.forced) for d in back_decisions
+    ]
+    forward_columns, backward_columns = ahead.record.columns(), back.record.columns()
+    for field in ("object", "slot", "parent", "candidate", "kept", "rule"):
+        assert np.array_equal(getattr(forward_columns, field), getattr(backward_columns, field))
+    for field in ("score", "iou", "occlusion"):
+        np.testing.assert_array_equal(getattr(forward_columns, field),
+                                      getattr(backward_columns, field))
+    assert np.array_equal(last - backward_columns.frame, forward_columns.frame)
+    assert set(backward_columns.direction.tolist()) == {"backward"}
+
+
+@given(scripts())
+def test_backward_online_output_is_the_final_best_path(script: Script) -> None:
+    """Tracking backward, each frame is decided once, unforced, in descending order of
+    certainty, with the content of the best path traced back from frame 0."""
+    engine, _, decisions = run_mirrored(script, "sam2long", None, "backward")
+    frames = script.iou.shape[0]
+    final = engine.record.best_path(1)
+    assert sorted(final) == list(range(frames))
+    assert sorted(d.frame for d in decisions) == list(range(frames))
+    assert not any(d.forced for d in decisions)
+    content = contents(engine.record)
+    for decision in decisions:
+        assert content[decision.node] == content[final[decision.frame]]
+    # the record rebuilt from its rows (parents at frame + 1) has the same edges
+    rebuilt = TreeRecord.from_rows(
+        [tuple(r) for r in zip(*(getattr(engine.record.columns(), f).tolist()
+                                 for f in FIELDS), strict=True)]
+    )
+    assert np.array_equal(rebuilt.parent_rows(), engine.record.parent_rows())

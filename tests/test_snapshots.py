@@ -130,6 +130,30 @@ def test_a_run_killed_at_frame_900_recomputes_at_most_n_frames(
     assert run_files(out) == expected
 
 
+def test_a_backward_run_resumes_from_its_snapshot(
+    video: Path, tmp_path: Path, reference: Reference,
+    count_encodes: Callable[[list[str]], int],
+) -> None:
+    """Tracking backward from a prompt on the last frame: the snapshot's frames and writer
+    position run downwards, and the resume goes on downwards from the frame after it."""
+    last = str(video / "gt" / f"{FRAMES - 1:05d}.png")
+
+    def args(out: Path, *extra: str) -> list[str]:
+        found = run_args(video, out, "sam2long", "--direction", "backward", *extra)
+        found[found.index("--mask") + 1] = last
+        return [*found, "--mask-frame", str(FRAMES - 1)]
+
+    expected = reference(args, ("synthetic", "sam2long-backward"))
+    out = tmp_path / "run"
+    kill(args(out, "--snapshot-every", str(EVERY)), frame=FRAMES - 1 - KILL)
+    snapshot = read_snapshot(out / SNAPSHOT)
+    assert snapshot is not None and snapshot.frame == FRAMES - (KILL // EVERY) * EVERY  # 104
+    encoded = count_encodes([*args(out, "--snapshot-every", str(EVERY)), "--resume"])
+    assert encoded == snapshot.frame  # frames 103 down to 0
+    assert 0 <= encoded - (FRAMES - KILL) <= EVERY
+    assert run_files(out) == expected
+
+
 def test_a_kill_inside_the_snapshot_write_leaves_the_previous_snapshot(
     video: Path, tmp_path: Path, reference: Reference,
     count_encodes: Callable[[list[str]], int],

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from treemem.backend import Backend
-from treemem.pipeline.frames import FrameResult, FrameStream
+from treemem.pipeline.frames import FrameResult, FrameStream, RunDirection, check_direction
 from treemem.pipeline.inputs import (
     BACKENDS,
     BackendName,
@@ -67,7 +67,8 @@ class TrackResult:
     and sam2's `vos_inference.py`); frames before an object's first prompt are background
     for it; the array is read-only. `record` is the whole search tree; `decisions` says which
     tree node gave each object's mask on each frame, in the order they were decided, and
-    `lags` how many frames after it each was decided.
+    `lags` how many frames after it each was decided. `direction` is the way it was tracked:
+    backward, the frames after the (last) prompt frame are background; both ways, none are.
     """
 
     masks: UInt8Array
@@ -79,6 +80,7 @@ class TrackResult:
     first_frame: int
     seconds: float
     """Wall time of the search and mask retrieval (not of opening the video or the model)."""
+    direction: RunDirection = "forward"
 
     @property
     def num_frames(self) -> int:
@@ -94,8 +96,14 @@ class TrackResult:
         return {obj: np.asarray(self.masks == obj) for obj in self.objects}
 
     def seconds_per_frame(self) -> float:
-        """Search time per tracked frame (frames from the first prompt on)."""
-        return self.seconds / max(1, self.num_frames - self.first_frame)
+        """Search time per tracked frame (from the first prompt frame on, in the direction
+        tracked; every frame both ways)."""
+        tracked = {
+            "forward": self.num_frames - self.first_frame,
+            "backward": self.first_frame + 1,
+            "both": self.num_frames,
+        }[self.direction]
+        return self.seconds / max(1, tracked)
 
     def _check_object(self, obj: int) -> None:
         if obj not in self.objects:
@@ -120,6 +128,7 @@ def track(
     seed: int = 0,
     dtype: str = "fp32",
     progress: bool = False,
+    direction: RunDirection = "forward",
 ) -> TrackResult:
     """Track the prompted objects through `video`; return every frame's masks and the tree.
 
@@ -149,16 +158,23 @@ def track(
             "fp16" (torch autocast around the model, as sam2's tools run it; the masks are
             close to fp32's, not equal).
         progress: show a progress bar on stderr.
+        direction: "forward" (default) from the first prompt frame to the end, "backward"
+            from the last prompt frame to frame 0 (sam2's `reverse=True`), or "both" (one
+            search each way, merged: each object's frames before its first prompt come
+            from the backward search), as `treemem run --direction`.
 
     Raises:
         TreememError: a subclass that says what is wrong with the input and how to fix it.
     """
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
+    check_direction(direction)
     spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype)
     with open_backend(video, backend, spec) as opened:
         found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
-        stream = FrameStream(opened.backend, choice.strategy, found, max_lag=max_lag)
+        stream = FrameStream(
+            opened.backend, choice.strategy, found, max_lag=max_lag, direction=direction
+        )
         sink = IdArraySink.for_video(opened.num_frames, opened.frame_size)
         seconds = search_frames(stream, [sink], progress=progress)
     sink.ids.setflags(write=False)
@@ -171,6 +187,7 @@ def track(
         strategy=choice.name,
         first_frame=stream.first_frame,
         seconds=seconds,
+        direction=direction,
     )
 
 
@@ -233,8 +250,9 @@ class Predictor:
     Differences from sam2's predictor: masks are numpy booleans at video resolution, not
     logits; `add_new_*` return `(frame_idx, obj_ids)` (the prompt frame's masks come out of
     `propagate_in_video`, which yields every frame from the first prompt on, prompt frames
-    included); tracking runs forward only. Adding prompts after a propagation and
-    propagating again reruns the search from the first prompt with every prompt given.
+    included); `reverse=True` tracks backward from the last prompt frame, and
+    `direction="both"` both ways. Adding prompts after a propagation and propagating again
+    reruns the search from the first prompt with every prompt given.
     Per-object masks overlap as each object was tracked, as sam2's predictor returns them;
     `non_overlap_masks=True` (sam2's option of the same name) gives each contested pixel to
     the highest logit instead, as the id maps of `track()` and `treemem run` do.
@@ -346,33 +364,50 @@ class Predictor:
         start_frame_idx: int | None = None,
         max_frame_num_to_track: int | None = None,
         reverse: bool = False,
+        *,
+        direction: RunDirection | None = None,
     ) -> Iterator[tuple[int, list[int], BoolArray]]:
-        """Track every prompted object; yield `(frame_idx, obj_ids, masks)` per frame, in frame
-        order, as soon as every object's mask for it is final.
+        """Track every prompted object; yield `(frame_idx, obj_ids, masks)` per frame, in
+        tracking order, as soon as every object's mask for it is final.
 
         masks: (len(obj_ids), H, W) bool, in `obj_ids` order (an object not yet prompted on
-        that frame has an empty mask). Tracking starts at the first prompt frame
-        (`start_frame_idx`, if given, must be that frame) and covers
-        `max_frame_num_to_track` frames after it (default: to the end).
+        that frame has an empty mask). Tracking starts at the first prompt frame in the
+        direction (`start_frame_idx`, if given, must be that frame) and covers
+        `max_frame_num_to_track` frames after it (default: to the end). `reverse=True`
+        tracks backward (sam2's descending frame order and reverse memory order);
+        `direction` ("forward", "backward" or "both") says the same in treemem's words, and
+        "both" yields forward frames, then the frames before each object's first prompt.
         """
         state = inference_state
-        if reverse:
-            raise InputError("treemem tracks forward only; reverse=True is not supported")
+        way = check_direction("backward" if reverse else (direction or "forward"))
+        if reverse and direction not in (None, "backward"):
+            raise InputError(
+                f"reverse=True tracks backward; it contradicts direction={direction!r}"
+            )
         if not state.prompts:
             raise InputError("no prompt yet; call add_new_mask or add_new_points_or_box first")
-        first = min(p.frame for p in state.prompts)
+        frames = [p.frame for p in state.prompts]
+        first = max(frames) if way == "backward" else min(frames)
         if start_frame_idx is not None and start_frame_idx != first:
             raise InputError(
-                f"tracking starts at the first prompt frame ({first}), got start_frame_idx "
-                f"{start_frame_idx}"
+                f"tracking starts at the first prompt frame in the direction ({first}), got "
+                f"start_frame_idx {start_frame_idx}"
             )
-        last = None if max_frame_num_to_track is None else first + max_frame_num_to_track
+        if way == "both" and max_frame_num_to_track is not None:
+            raise InputError(
+                "direction 'both' tracks the whole video: give no max_frame_num_to_track"
+            )
+        last = None
+        if max_frame_num_to_track is not None:
+            sign = -1 if way == "backward" else 1
+            last = first + sign * max_frame_num_to_track
         opened = state._opened
         if opened is None:
             opened = state._opened = self._open(state.video)
         state._opened = None  # a backend serves one search: node ids restart with each
         stream = FrameStream(
-            opened.backend, self.strategy, list(state.prompts), self.max_lag, last_frame=last
+            opened.backend, self.strategy, list(state.prompts), self.max_lag, last_frame=last,
+            direction=way,
         )
         state.record = stream.record
         state.decisions = ()

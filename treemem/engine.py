@@ -11,6 +11,12 @@ A strategy set with a pathway model (SAMURAI's Kalman filter) also gets one mode
 pathway, kept next to its memory history: started on a (re-)prompt, stepped with the parent
 row's candidate boxes, and its per-candidate likelihood is the scoring evidence in place of
 the predicted IoU.
+
+An engine runs in one direction (`treemem.types.Direction`). Backward, frames are visited in
+descending order from the start frame, as sam2's `propagate_in_video(reverse=True)` does:
+every "before", "after" and "how old" of the search is taken in tracking order (frame
+positions `frame * step`), and memory entries carry the direction so memory selection reads
+the frames already tracked (sam2's `track_in_reverse`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from treemem.survivors import Selection, choose_survivors
 from treemem.tree import TreeRecord
 from treemem.types import (
     Commit,
+    Direction,
     Float32Array,
     FloatArray,
     FrameDecision,
@@ -41,6 +48,7 @@ from treemem.types import (
     ProposalOptions,
     Proposals,
     TreememError,
+    frame_step,
 )
 
 log = logging.getLogger("treemem.engine")
@@ -122,6 +130,8 @@ class Engine:
 
     `max_lag` forces a decision from the current best pathway once an undecided frame is that
     many frames old (for live use; the exact rule alone reproduces the final answer).
+    `direction` is the order frames are tracked in (see the module docstring); the frames
+    given to `run` must follow it; `sign` is +1 forward, -1 backward.
     """
 
     def __init__(
@@ -131,9 +141,15 @@ class Engine:
         *,
         record: TreeRecord | None = None,
         max_lag: int | None = None,
+        direction: Direction = "forward",
     ) -> None:
         if max_lag is not None and max_lag < 0:
             raise InputError(f"max_lag must be >= 0, got {max_lag}")
+        try:
+            self.sign = frame_step(direction)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        self.direction = direction
         self.strategy = strategy
         self.backend = backend
         self.record = record if record is not None else TreeRecord()
@@ -154,16 +170,18 @@ class Engine:
         frames: Sequence[int] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[FrameDecision]:
-        """Track every prompted object through `frames` (default: first prompt to the end;
-        after `restore`, the frame after the snapshot's to the end)."""
+        """Track every prompted object through `frames` (default: from the first prompt in
+        tracking order to the end of the video in the engine's direction; after `restore`,
+        from the frame after the snapshot's)."""
         if not prompts:
             raise InputError("at least one prompt is needed")
         if self._resume_at is not None:
             prompt_nodes, first = self._restored_prompts(prompts), self._resume_at
         else:
             prompt_nodes = self._prompt_all(prompts)
-            first = min(p.frame for p in prompts)
-        order = range(first, self.backend.num_frames) if frames is None else frames
+            first = min((p.frame for p in prompts), key=self._position)
+        end = self.backend.num_frames if self.sign > 0 else -1
+        order = range(first, end, self.sign) if frames is None else frames
         for frame in order:
             features = self.backend.encode(frame)
             for prompt, node in prompt_nodes:
@@ -204,7 +222,8 @@ class Engine:
     def restore(self, state: EngineState) -> None:
         """Continue from `state` in a fresh engine: its backend must hold the snapshot's
         memories (`MemoryExport.import_memories`) and its record the snapshot's rows, so node
-        ids go on where they stopped; `run` then starts at the frame after `state.frame`."""
+        ids go on where they stopped; `run` then starts at the frame after `state.frame` (in
+        the engine's direction, which must be the snapshot's)."""
         if self._resume_at is not None or self._searched is not None or self.beams:
             raise TreememError("restore needs a fresh engine")
         if len(self.record) != state.tree_rows:
@@ -219,7 +238,7 @@ class Engine:
         self._prompt_nodes = state.prompt_nodes
         self._searched = state.frame
         self.rejected = state.rejected
-        self._resume_at = state.frame + 1
+        self._resume_at = state.frame + self.sign
 
     def _restored_prompts(self, prompts: Sequence[Prompt]) -> list[tuple[Prompt, int]]:
         """The (prompt, node) pairs of a restored search, matched by object and frame."""
@@ -275,7 +294,13 @@ class Engine:
     def _tracks(self, obj: int, frame: int) -> bool:
         """False on the frame an object was (re)prompted: its mask there is the prompt."""
         beam = self.beams[obj]
-        return beam.frame < frame
+        return self._position(beam.frame) < self._position(frame)
+
+    def _position(self, frame: int) -> int:
+        """A frame's place in tracking order (ascending in both directions; the map is its own
+        inverse): the lineage and every age or "later than" test work in positions, so they
+        need no direction."""
+        return frame * self.sign
 
     def _select(
         self,
@@ -350,6 +375,7 @@ class Engine:
                 float(table.iou[parent, candidate]),
                 float(table.occlusion[parent]),
                 motion=None if step is None else step.motion(candidate),
+                direction=self.direction,
             )
             grown.append(
                 Pathway(
@@ -414,6 +440,7 @@ class Engine:
             kept=np.arange(flat.size) < kept.size,
             parent_row=np.array([p.node for p in beam.pathways], np.int64)[parents],
             rule=chosen.rule,
+            direction=self.direction,
         )
 
     def _advance(self, step: _Step) -> None:
@@ -421,7 +448,8 @@ class Engine:
         old = self.beams[step.obj]
         for commit, parent in zip(step.commits, step.parents, strict=True):
             content = self.lineage.content_of(parent, commit.candidate)
-            self.lineage.add(commit.node, step.obj, step.beam.frame, parent, content)
+            position = self._position(step.beam.frame)
+            self.lineage.add(commit.node, step.obj, position, parent, content)
         for pathway in step.beam.pathways:
             self.lineage.hold(e.node for e in pathway.history.recent)
         self.lineage.retire(old.nodes())
@@ -433,8 +461,9 @@ class Engine:
 
     def _prompt_all(self, prompts: Sequence[Prompt]) -> list[tuple[Prompt, int]]:
         """Store every prompt as a conditioning memory before tracking, as SAM 2 does: a
-        prompt frame conditions every frame of its object, pointers only later ones."""
-        ordered = sorted(prompts, key=lambda p: (p.frame, p.obj))
+        prompt frame conditions every frame of its object, pointers only later ones (in
+        tracking order)."""
+        ordered = sorted(prompts, key=lambda p: (self._position(p.frame), p.obj))
         seen: set[tuple[int, int]] = set()
         out: list[tuple[Prompt, int]] = []
         entries: dict[int, list[MemoryEntry]] = {}
@@ -451,7 +480,10 @@ class Engine:
             node = len(self.record)
             features = self.backend.encode(prompt.frame)
             result = self.backend.prompt(features, prompt, node, self._options())
-            reprompt = any(p.obj == prompt.obj and p.frame < prompt.frame for p in ordered)
+            reprompt = any(
+                p.obj == prompt.obj and self._position(p.frame) < self._position(prompt.frame)
+                for p in ordered
+            )
             self.record.append(
                 obj=prompt.obj,
                 frame=prompt.frame,
@@ -464,11 +496,19 @@ class Engine:
                 kept=np.ones(1, bool),
                 parent_row=np.array([-1]),
                 rule="prompt",
+                direction=self.direction,
             )
             out.append((prompt, node))
             self._prompt_nodes += ((prompt.obj, prompt.frame, node),)
             self._prompt_results[node] = result
-            entry = MemoryEntry(node, prompt.frame, result.iou, result.occlusion, conditioning=True)
+            entry = MemoryEntry(
+                node,
+                prompt.frame,
+                result.iou,
+                result.occlusion,
+                conditioning=True,
+                direction=self.direction,
+            )
             entries.setdefault(prompt.obj, []).append(entry)
         self._conditioning = {obj: tuple(found) for obj, found in entries.items()}
         return out
@@ -485,7 +525,8 @@ class Engine:
             history = self.strategy.memory.restart(
                 MemoryHistory(self._conditioning[obj], old.best.history.recent)
             )
-        self.lineage.add(node, obj, frame, parent, self.lineage.new_content(), pinned=True)
+        position = self._position(frame)
+        self.lineage.add(node, obj, position, parent, self.lineage.new_content(), pinned=True)
         self.lineage.hold(e.node for e in history.recent)
         if old is not None:
             self.lineage.retire(old.nodes())
@@ -499,32 +540,34 @@ class Engine:
 
     def _decisions(self, frame: int) -> Iterator[FrameDecision]:
         for obj, beam in self.beams.items():
-            for decided_frame, node in self.lineage.decided(obj):
-                yield FrameDecision(obj, decided_frame, node)
+            for position, node in self.lineage.decided(obj):
+                yield FrameDecision(obj, self._position(position), node)
             oldest = self.lineage.undecided_since(obj)
-            if self.max_lag is not None and oldest is not None and frame - oldest >= self.max_lag:
-                yield from self._force(obj, beam, frame - self.max_lag, forced=True)
+            now = self._position(frame)
+            if self.max_lag is not None and oldest is not None and now - oldest >= self.max_lag:
+                yield from self._force(obj, beam, now - self.max_lag, forced=True)
 
     def _force(self, obj: int, beam: Beam, until: int, *, forced: bool) -> Iterator[FrameDecision]:
-        """Decide `obj`'s frames up to `until` from the best pathway's ancestry."""
+        """Decide `obj`'s frames up to position `until` from the best pathway's ancestry
+        (positions, as the lineage keeps them: see `_position`)."""
         oldest = self.lineage.undecided_since(obj)
         if oldest is None or until < oldest:
             return
         path: list[tuple[int, int]] = []
         node = beam.best.node
         while True:
-            frame = self.lineage.frame(node)
-            if frame <= until:
-                path.append((frame, node))
-            if frame <= oldest:
+            position = self.lineage.frame(node)
+            if position <= until:
+                path.append((position, node))
+            if position <= oldest:
                 break
             node = self.lineage.parent(node)
         self.lineage.force(obj, until)
-        for frame, node in reversed(path):
-            yield FrameDecision(obj, frame, node, forced=forced)
+        for position, node in reversed(path):
+            yield FrameDecision(obj, self._position(position), node, forced=forced)
 
     def _finish(self) -> Iterator[FrameDecision]:
         """End of video: the best pathway's ancestry decides what is still open (exact)."""
         for obj, beam in self.beams.items():
-            yield from self._force(obj, beam, self.backend.num_frames, forced=False)
+            yield from self._force(obj, beam, self._position(beam.frame), forced=False)
         self.backend.release(self.lineage.drain_releasable())

@@ -5,6 +5,9 @@ decided once every live node at i has the same content (same parent content, sam
 candidate): then every pathway, whichever wins at the end, gives the same mask there, so
 emitting it now is exact. A node's backend resources are released once its mask is no longer
 needed (dead, or its frame emitted) and no surviving pathway's memory history refers to it.
+
+"Frames" here are positions in tracking order (the engine passes `frame * step`, so a
+backward search's frames ascend too): the lineage itself has no direction.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Resuming an interrupted `treemem run` (`--resume`).
 
 While a run is unfinished its output folder holds `run.partial.json`: the settings it was
-started with (strategy and parameters, video, backend, a fingerprint of the prompts, max_lag).
+started with (strategy and parameters, video, backend, a fingerprint of the prompts, max_lag,
+direction).
 `run.json` is written when the run ends, and only then is `run.partial.json` removed, so a
 folder is in one of three states: fresh, unfinished (resumable), finished.
 
@@ -52,6 +53,7 @@ def run_settings(
     info: Mapping[str, Any],
     prompts: Sequence[Prompt],
     max_lag: int | None,
+    direction: str = "forward",
 ) -> dict[str, Any]:
     """What must be equal for a resumed run to continue the interrupted one (as JSON)."""
     settings = {
@@ -60,6 +62,7 @@ def run_settings(
         **dict(info),
         "prompts": prompt_fingerprint(prompts),
         "max_lag": max_lag,
+        "direction": direction,
     }
     normalised: dict[str, Any] = json.loads(json.dumps(settings, default=str))
     return normalised

@@ -3,11 +3,14 @@
 One row per candidate per frame: kept candidates once per slot they fill (the clone start
 fills every slot from one candidate), pruned ones with slot -1. A kept row is a tree node and
 its row number is the node id the engine and backend use. JSON lines carry exactly
-`object, frame, slot, parent, candidate, score, iou, occlusion, kept, rule`; `parent` is the
-slot at the previous frame (-1 for a first prompt), which is enough to rebuild every edge.
-`rule` is one value per object and frame, repeated on its rows: which rule chose that
-frame's survivors (`treemem.types.SurvivorRule`); "" where it was not recorded (files
-written before treemem recorded it have no `rule` key and load with "").
+`object, frame, slot, parent, candidate, score, iou, occlusion, kept, rule, direction`;
+`parent` is the slot at the previous frame in tracking order (frame - 1 forward, frame + 1
+backward; -1 for a first prompt), which is enough to rebuild every edge. `rule` is one value
+per object and frame, repeated on its rows: which rule chose that frame's survivors
+(`treemem.types.SurvivorRule`); "" where it was not recorded (files written before treemem
+recorded it have no `rule` key and load with ""). `direction` is the search the row belongs
+to, "forward" or "backward" (a two-way run records both searches in one tree; files written
+before it was recorded have no `direction` key and load as "forward").
 """
 
 from __future__ import annotations
@@ -21,13 +24,23 @@ from typing import IO, TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
-from treemem.types import BoolArray, FloatArray, IntArray, SurvivorRule, TreememError
+from treemem.types import (
+    DIRECTIONS,
+    BoolArray,
+    Direction,
+    FloatArray,
+    IntArray,
+    SurvivorRule,
+    TreememError,
+    frame_step,
+)
 
 if TYPE_CHECKING:
     import networkx as nx
 
 FIELDS = (
-    "object", "frame", "slot", "parent", "candidate", "score", "iou", "occlusion", "kept", "rule"
+    "object", "frame", "slot", "parent", "candidate", "score", "iou", "occlusion", "kept", "rule",
+    "direction",
 )
 _INT_FIELDS = ("object", "frame", "slot", "parent", "candidate")
 
@@ -40,7 +53,8 @@ StrArray = npt.NDArray[np.str_]
 @dataclass(frozen=True)
 class TreeColumns:
     """The whole record as arrays of equal length (one entry per row); `rule` holds each
-    row's frame's survivor rule (see the module docstring)."""
+    row's frame's survivor rule and `direction` its search's direction (see the module
+    docstring)."""
 
     object: IntArray
     frame: IntArray
@@ -52,6 +66,7 @@ class TreeColumns:
     occlusion: FloatArray
     kept: BoolArray
     rule: StrArray
+    direction: StrArray
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
@@ -67,8 +82,8 @@ class TreeRecord:
 
     def __init__(self) -> None:
         self._pending: list[tuple[Any, ...]] = []
-        """Blocks appended since the columns were last built: (object, frame, rule, then the
-        per-row arrays slot, parent, candidate, score, iou, occlusion, kept)."""
+        """Blocks appended since the columns were last built: (object, frame, rule, direction,
+        then the per-row arrays slot, parent, candidate, score, iou, occlusion, kept)."""
         self._parent_rows: list[IntArray] = []
         self._rows = 0
         self._written = 0
@@ -93,11 +108,13 @@ class TreeRecord:
         kept: BoolArray,
         parent_row: IntArray,
         rule: RecordedRule = "",
+        direction: Direction = "forward",
     ) -> int:
-        """Append one block of rows (one object's at one frame, chosen by `rule`); returns
-        the row id of its first row."""
+        """Append one block of rows (one object's at one frame, chosen by `rule`, in a search
+        tracking in `direction`); returns the row id of its first row."""
         first = self._rows
-        block = (obj, frame, rule, slot, parent, candidate, score, iou, occlusion, kept)
+        block = (obj, frame, rule, direction, slot, parent, candidate, score, iou, occlusion,
+                 kept)
         self._pending.append(block)
         self._parent_rows.append(parent_row)
         self._rows += int(slot.shape[0])
@@ -135,14 +152,22 @@ class TreeRecord:
         return path
 
     def best_path(self, obj: int) -> dict[int, int]:
-        """Frame -> node of `obj`'s final answer: slot 0 of its last frame, traced back."""
+        """Frame -> node of `obj`'s final answer: in each direction searched, slot 0 of its
+        last frame in tracking order, traced back. A two-way tree answers with the forward
+        search from the object's first prompt on and the backward search before it (the
+        frames a two-way run writes from each)."""
         cols = self.columns()
         mask = (cols.object == obj) & cols.kept & (cols.slot == 0)
         if not mask.any():
             raise TreememError(f"the tree has no kept node for object {obj}")
-        rows = np.flatnonzero(mask)
-        last = int(rows[np.argmax(cols.frame[rows])])
-        return {int(cols.frame[n]): n for n in self.trace_back(last)}
+        path: dict[int, int] = {}
+        for direction in reversed(DIRECTIONS):  # forward last: it wins the frames both cover
+            rows = np.flatnonzero(mask & (cols.direction == direction))
+            if rows.size:
+                step = frame_step(direction)
+                last = int(rows[np.argmax(cols.frame[rows] * step)])
+                path.update({int(cols.frame[n]): n for n in self.trace_back(last)})
+        return path
 
     # --- JSON lines -------------------------------------------------------------------------
 
@@ -156,9 +181,10 @@ class TreeRecord:
         ]
         kept = cols.kept[start:].tolist()
         rule = cols.rule[start:].tolist()
+        direction = cols.direction[start:].tolist()
         for i in range(len(kept)):
             values: list[Any] = [c[i] for c in ints] + [c[i] for c in floats]
-            values += [kept[i], rule[i]]
+            values += [kept[i], rule[i], direction[i]]
             yield json.dumps(dict(zip(FIELDS, values, strict=True)), allow_nan=True)
 
     def write_new_rows(self, stream: IO[str]) -> int:
@@ -177,7 +203,8 @@ class TreeRecord:
 
     @classmethod
     def load_jsonl(cls, path: Path) -> TreeRecord:
-        """Read a tree.jsonl; rows without `rule` (older files) read rule ""."""
+        """Read a tree.jsonl; rows without `rule` or `direction` (older files) read rule ""
+        and direction "forward"."""
         rows = []
         with open(path, encoding="utf-8") as stream:
             for number, line in enumerate(stream, 1):
@@ -186,18 +213,22 @@ class TreeRecord:
                 try:
                     row = json.loads(line)
                     rule = row.get("rule", "")
-                    rows.append((*(row[f] for f in FIELDS[:-1]), rule))
+                    direction = row.get("direction", "forward")
+                    rows.append((*(row[f] for f in FIELDS[:-2]), rule, direction))
                 except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
                     raise TreememError(
                         f"{path}:{number}: not a tree record row ({error})"
                     ) from None
                 if rule not in RULES:
                     raise TreememError(f"{path}:{number}: unknown survivor rule {rule!r}")
+                if direction not in DIRECTIONS:
+                    raise TreememError(f"{path}:{number}: unknown direction {direction!r}")
         return cls.from_rows(rows)
 
     @classmethod
     def from_rows(cls, rows: list[tuple[Any, ...]]) -> TreeRecord:
-        """A record from row tuples in FIELDS order; tuples may stop before `rule` (rule "")."""
+        """A record from row tuples in FIELDS order; tuples may stop before `rule` (rule "")
+        or before `direction` ("forward")."""
         record = cls()
         if not rows:
             return record
@@ -215,17 +246,21 @@ class TreeRecord:
             occlusion=floats[2],
             kept=np.asarray(values[8], dtype=bool),
             rule=np.asarray([row[9] if len(row) > 9 else "" for row in rows], dtype=np.str_),
+            direction=np.asarray(
+                [row[10] if len(row) > 10 else "forward" for row in rows], dtype=np.str_
+            ),
         )
         obj, frame, slot, parent = ints[:4]
+        keys = list(zip(obj.tolist(), columns.direction.tolist(), frame.tolist(), strict=True))
         node_at = {
-            (int(o), int(f), int(s)): i
-            for i, (o, f, s, k) in enumerate(zip(obj, frame, slot, columns.kept, strict=True))
+            (*key, int(s)): i
+            for i, (key, s, k) in enumerate(zip(keys, slot, columns.kept, strict=True))
             if k
         }
         parent_row = np.array(
             [
-                node_at.get((int(o), int(f) - 1, int(p)), -1) if p >= 0 else -1
-                for o, f, p in zip(obj, frame, parent, strict=True)
+                node_at.get((o, d, f - frame_step(d), int(p)), -1) if p >= 0 else -1
+                for (o, d, f), p in zip(keys, parent, strict=True)
             ],
             dtype=np.int64,
         )
@@ -251,10 +286,10 @@ class TreeRecord:
 
 def _merge(blocks: list[tuple[Any, ...]]) -> TreeColumns:
     """Columns of appended blocks: each block's object, frame and rule repeated on its rows."""
-    sizes = [int(block[3].shape[0]) for block in blocks]
-    keys = [np.repeat(np.array([b[i] for b in blocks]), sizes) for i in range(3)]
+    sizes = [int(block[4].shape[0]) for block in blocks]
+    keys = [np.repeat(np.array([b[i] for b in blocks]), sizes) for i in range(4)]
     if blocks:
-        rows = [np.concatenate(parts) for parts in zip(*(b[3:] for b in blocks), strict=True)]
+        rows = [np.concatenate(parts) for parts in zip(*(b[4:] for b in blocks), strict=True)]
     else:
         rows = [np.zeros(0, np.int64)] * 3 + [np.zeros(0)] * 3 + [np.zeros(0, bool)]
     return TreeColumns(
@@ -268,6 +303,7 @@ def _merge(blocks: list[tuple[Any, ...]]) -> TreeColumns:
         occlusion=rows[5].astype(np.float64),
         kept=rows[6].astype(bool),
         rule=keys[2].astype(np.str_),
+        direction=keys[3].astype(np.str_),
     )
 
 

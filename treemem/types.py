@@ -43,6 +43,19 @@ class MemoryContractError(TreememError):
     """A memory-selection strategy asked for memory the engine had already released."""
 
 
+Direction = Literal["forward", "backward"]
+"""The order one search visits frames in: ascending ("forward"), or descending from its start
+frame ("backward", sam2's `propagate_in_video(reverse=True)`)."""
+DIRECTIONS: tuple[Direction, ...] = ("forward", "backward")
+
+
+def frame_step(direction: Direction) -> int:
+    """+1 forward, -1 backward: the frame that follows frame t in tracking order is t + step."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    return 1 if direction == "forward" else -1
+
+
 ClosingT = TypeVar("ClosingT", bound="Closing")
 
 
@@ -72,7 +85,9 @@ class MemoryEntry:
     `iou` is the predicted IoU of the kept candidate and `occlusion` the occlusion logit stored
     with it (the parent's, which is what the memory encoder used). Prompt frames carry
     `conditioning=True`. `motion` is the kept candidate's motion score when a pathway model
-    scored one (SAMURAI's stable phase), else None.
+    scored one (SAMURAI's stable phase), else None. `direction` is the order of the search
+    that stored it: memory selection reads temporal order through `elapsed`, never by
+    comparing frame numbers, so one strategy serves forward and backward tracking.
     """
 
     node: int
@@ -81,6 +96,14 @@ class MemoryEntry:
     occlusion: float
     conditioning: bool = False
     motion: float | None = None
+    direction: Direction = "forward"
+
+    def elapsed(self, frame: int) -> int:
+        """Signed frames from this entry to `frame` in tracking order (sam2's signed temporal
+        distance): `frame - self.frame` forward, `self.frame - frame` backward. Positive iff
+        the entry lies on the side already tracked when `frame` is reached; a prompt frame on
+        the side not tracked yet is negative."""
+        return (frame - self.frame) * frame_step(self.direction)
 
 
 @dataclass(frozen=True)
@@ -122,6 +145,14 @@ class MemoryHistory:
 
     def nodes(self) -> frozenset[int]:
         return frozenset(entry.node for entry in self.conditioning + self.recent)
+
+    @property
+    def direction(self) -> Direction:
+        """The tracking order of the search this history belongs to, read off its entries
+        (every entry of one history carries the same); "forward" for an empty history."""
+        for entry in self.conditioning + self.recent:
+            return entry.direction
+        return "forward"
 
 
 @dataclass(frozen=True)

@@ -242,14 +242,18 @@ class Sam2Backend:
 
     def _prefetch(self, frame: int) -> Future[torch.Tensor]:
         """Frame `frame`'s input tensor, decoded and resized on a reader thread; the next
-        frame is started at once, so decoding overlaps the model's work on this one. All
-        reads go through that one thread, so the video reader is never used concurrently."""
+        frame is started at once, so decoding overlaps the model's work on this one (the
+        next in the order of the last two requests: frame - 1 after frame + 1, when tracking
+        backward). All reads go through that one thread, so the video reader is never used
+        concurrently."""
         future = self._pending_frames.pop(frame, None)
         if future is None:
             future = self._reader.submit(self._image, frame)
         self._pending_frames.clear()
-        if frame + 1 < self._num_frames:
-            self._pending_frames[frame + 1] = self._reader.submit(self._image, frame + 1)
+        backward = self._last is not None and self._last.frame == frame + 1
+        following = frame - 1 if backward else frame + 1
+        if 0 <= following < self._num_frames:
+            self._pending_frames[following] = self._reader.submit(self._image, following)
         return future
 
     @_model_work

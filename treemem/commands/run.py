@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from treemem.pipeline import inputs
+from treemem.pipeline.frames import check_direction
 from treemem.pipeline.runner import choose_strategy, run_to_folder
 from treemem.pipeline.sinks import check_output, interrupted_message
 from treemem.pipeline.snapshots import DEFAULT_EVERY
@@ -67,6 +68,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         "sam2's tools run it")
     parser.add_argument("--seed", type=int, default=0, help="synthetic backend seed (default 0)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--direction", default="forward", metavar="{forward,backward,both}",
+                        help="track forward from the prompt frame (default), backward to "
+                        "frame 0, or both (one search each way, one mask per frame)")
     parser.add_argument("--max-lag", type=int, metavar="L",
                         help="decide a frame at most L frames late (live use; default: exact)")
     parser.add_argument("--overwrite", action="store_true",
@@ -84,6 +88,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     choice = choose_strategy(args.strategy, parse_overrides(args.overrides))
+    direction = check_direction(args.direction, "--direction")
     if args.max_lag is not None and args.max_lag < 0:
         raise InputError(f"--max-lag must be >= 0, got {args.max_lag}")
     if args.mask is None and args.box is None and args.points is None:
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 opened, prompts, choice, args.out, overwrite=args.overwrite,
                 resume=args.resume, max_lag=args.max_lag,
                 snapshot_every=args.snapshot_every or None,
-                progress=False if args.no_progress else None,
+                progress=False if args.no_progress else None, direction=direction,
             )
         except KeyboardInterrupt:
             print(f"treemem: {interrupted_message(args.out)}", file=sys.stderr)

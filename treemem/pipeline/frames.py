@@ -2,7 +2,13 @@
 
 The engine decides each object's frames on its own schedule (a frame is final once every
 surviving pathway of that object agrees on it). A frame is complete when every object that
-is tracked on it has been decided; `FrameStream` yields complete frames in order.
+is tracked on it has been decided; `FrameStream` yields complete frames in tracking order.
+
+A stream tracks in one direction or both (`RunDirection`). Both is one search per direction
+on the same backend and tree record: forward from the first prompt frame to the end, then
+backward from the last prompt frame to frame 0. Each object's frames from its first prompt
+on come from the forward search and the frames before it from the backward search, so every
+frame is yielded once (a prompt frame too).
 
 Composition follows what sam2's `tools/vos_inference.py` writes for a palette-PNG dataset
 (its predictor built with `non_overlap_masks=True`) and what the SAM2Long reference writes:
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -25,15 +32,29 @@ from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
     BoolArray,
+    Direction,
     Float32Array,
     FrameDecision,
+    InputError,
     Prompt,
     TreememError,
     UInt8Array,
+    frame_step,
 )
 
 MAX_OBJECT_ID = 255
 """The largest id a palette PNG holds."""
+
+RunDirection = Literal["forward", "backward", "both"]
+"""Which way a run tracks from its prompts: one `Direction`, or one search each way."""
+RUN_DIRECTIONS: tuple[str, ...] = get_args(RunDirection)
+
+
+def check_direction(direction: str, name: str = "direction") -> RunDirection:
+    """`direction` as a `RunDirection`, or an `InputError` naming the option and choices."""
+    if direction not in RUN_DIRECTIONS:
+        raise InputError(f"{name} must be one of {', '.join(RUN_DIRECTIONS)}, got {direction!r}")
+    return direction  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,9 +124,10 @@ class FrameResult:
 
 @dataclass(frozen=True, eq=False)
 class StreamState:
-    """A `FrameStream` between two frames (`FrameStream.snapshot`): the engine's state, the
-    next frame to yield (frames before it were yielded), the masks of frames some objects
-    have been decided on but not all (frame -> object -> mask), and the forced count."""
+    """A one-direction `FrameStream` between two frames (`FrameStream.snapshot`): the
+    engine's state, the next frame to yield (frames before it in tracking order were
+    yielded), the masks of frames some objects have been decided on but not all (frame ->
+    object -> mask), and the forced count."""
 
     engine: EngineState
     next_frame: int
@@ -115,15 +137,21 @@ class StreamState:
 
 @dataclass(eq=False)
 class FrameStream:
-    """Runs the search and yields `FrameResult`s in frame order as they complete.
+    """Runs the search and yields `FrameResult`s in tracking order as they complete.
 
     After (or while) iterating: `record` is the search tree, `decisions` the engine's
     decisions in the order they came, `lags` how many frames late each was decided,
     `forced` how many `max_lag` forced, `rejected` the candidates rejected as non-finite.
     `on_frame(done, total)` is called after each searched frame (progress).
 
+    One direction tracks from `start_frame` (default: the first prompt frame in that
+    direction, the earliest forward and the latest backward) to `last_frame` (inclusive;
+    default: the end of the video that way); an object is tracked from its first prompt
+    reached, and a prompt beyond `start_frame` on the side not tracked is conditioning
+    memory only. "both" takes neither frame (see the module docstring).
+
     `snapshot()` (from `on_frame`) and `restore()` (before `frames`) let a resumed run go on
-    from a snapshot; `decisions` and `lags` then hold the resumed part only.
+    from a snapshot, for one direction; `decisions` and `lags` then hold the resumed part.
     """
 
     backend: Backend
@@ -131,7 +159,10 @@ class FrameStream:
     prompts: Sequence[Prompt]
     max_lag: int | None = None
     last_frame: int | None = None
-    """Track up to this frame (default: the end of the video)."""
+    """Track up to this frame, inclusive (default: the end of the video in the direction)."""
+    direction: RunDirection = "forward"
+    start_frame: int | None = None
+    """The first frame tracked (default: the first prompt frame in the direction)."""
     record: TreeRecord = field(default_factory=TreeRecord)
     decisions: list[FrameDecision] = field(default_factory=list)
     lags: list[int] = field(default_factory=list)
@@ -149,44 +180,124 @@ class FrameStream:
 
     @property
     def first_frame(self) -> int:
-        return min(p.frame for p in self.prompts)
+        """The first frame tracked (for "both", the forward search's: the earliest prompt)."""
+        return self._span("forward" if self.direction == "both" else self.direction)[0]
 
     @property
-    def end_frame(self) -> int:
-        """One past the last tracked frame."""
-        end = self.backend.num_frames
-        return end if self.last_frame is None else min(end, self.last_frame + 1)
+    def frame_count(self) -> int:
+        """How many frames the search visits (both searches' together for "both")."""
+        return sum(abs(last - first) + 1 for first, last in map(self._span, self._directions()))
+
+    def _directions(self) -> tuple[Direction, ...]:
+        return ("forward", "backward") if self.direction == "both" else (self.direction,)
+
+    def _span(self, direction: Direction) -> tuple[int, int]:
+        """(first, last) frame one search tracks, both inclusive, in tracking order."""
+        if not self.prompts:
+            raise InputError("at least one prompt is needed")
+        step = frame_step(direction)
+        frames = [p.frame for p in self.prompts]
+        first = self.start_frame
+        if first is None:
+            first = min(frames, key=lambda f: f * step)
+        end = self.backend.num_frames - 1 if step > 0 else 0
+        last = end if self.last_frame is None else self.last_frame
+        if not 0 <= first < self.backend.num_frames or (last - first) * step < 0:
+            raise InputError(
+                f"cannot track {direction} from frame {first} to frame {last} of a "
+                f"{self.backend.num_frames}-frame video"
+            )
+        return first, max(0, min(last, self.backend.num_frames - 1))
 
     def frames(self, on_frame: Callable[[int], None] | None = None) -> Iterator[FrameResult]:
-        """The complete frames, in order; `on_frame(done)` after each searched frame."""
+        """The complete frames, in tracking order; `on_frame(done)` after each searched
+        frame (done counts both searches of "both")."""
         if self._started:
             raise TreememError("a FrameStream runs one search; make a new one to track again")
         self._started = True
+        check_direction(self.direction)
+        if self.direction != "both":
+            yield from self._search(self.direction, on_frame)
+            return
+        if self.start_frame is not None or self.last_frame is not None:
+            raise InputError("direction 'both' tracks the whole video: give no start or last frame")
+        yield from self._both(on_frame)
+
+    def _both(self, on_frame: Callable[[int], None] | None) -> Iterator[FrameResult]:
+        """Forward, then backward; each object's frames before its first prompt come from
+        the backward search. A forward frame some object still needs from the backward
+        search (one before that object's first prompt) waits for it."""
+        starts = {obj: min(p.frame for p in self.prompts if p.obj == obj) for obj in self.objects}
+        waiting: dict[int, FrameResult] = {}
+        forward_frames = self._span("forward")
+        done = abs(forward_frames[1] - forward_frames[0]) + 1
+
+        def backward_progress(count: int) -> None:
+            if on_frame is not None:
+                on_frame(done + count)
+
+        for result in self._search("forward", on_frame):
+            if any(result.frame < start for start in starts.values()):
+                waiting[result.frame] = result
+            else:
+                yield result
+        for result in self._search("backward", backward_progress):
+            ahead = waiting.pop(result.frame, None)
+            if ahead is None:
+                if result.frame < min(starts.values()):
+                    yield result
+                continue
+            masks = tuple(
+                back if result.frame < starts[obj] else fore
+                for obj, fore, back in zip(self.objects, ahead.masks, result.masks, strict=True)
+            )
+            yield FrameResult(result.frame, self.objects, masks)
+
+    def _search(
+        self, direction: Direction, on_frame: Callable[[int], None] | None
+    ) -> Iterator[FrameResult]:
+        """One search's complete frames, in its tracking order."""
         objects = self.objects
-        if not self.prompts:
-            raise TreememError("at least one prompt is needed")
-        starts = {obj: min(p.frame for p in self.prompts if p.obj == obj) for obj in objects}
-        first, end = self.first_frame, self.end_frame
+        step = frame_step(direction)
+        first, last = self._span(direction)
+        end = last + step
+
+        def position(frame: int) -> int:
+            return frame * step
+
+        starts: dict[int, int] = {}
+        for prompt in sorted(self.prompts, key=lambda p: position(p.frame)):
+            if position(prompt.frame) >= position(first):
+                starts.setdefault(prompt.obj, prompt.frame)
         empty = ObjectMask.empty(self.backend.frame_size)
-        engine = Engine(self.strategy, self.backend, record=self.record, max_lag=self.max_lag)
+        engine = Engine(
+            self.strategy, self.backend, record=self.record, max_lag=self.max_lag,
+            direction=direction,
+        )
+        span_first = first
         self._engine, self._next_frame, pending = engine, first, self._pending
         if self._restored is not None:
             engine.restore(self._restored.engine)
             self._next_frame, self.forced = self._restored.next_frame, self._restored.forced
             pending.update(self._restored.pending)
-            first = self._restored.engine.frame + 1
-        searched = [first - 1]
+            first = self._restored.engine.frame + step
+        searched = [first - step]
 
         def progress(frame: int) -> None:
             searched[0] = frame
             if on_frame is not None:
-                on_frame(frame - self.first_frame + 1)
+                on_frame(position(frame) - position(span_first) + 1)
 
-        for decision in engine.run(self.prompts, frames=range(first, end), progress=progress):
+        def tracked(obj: int, frame: int) -> bool:
+            return obj in starts and position(starts[obj]) <= position(frame)
+
+        frames = range(first, end, step)
+        for decision in engine.run(self.prompts, frames=frames, progress=progress):
             self.decisions.append(decision)
-            self.lags.append(min(searched[0] + 1, end - 1) - decision.frame)
+            newest = min(position(searched[0]) + 1, position(last))
+            self.lags.append(newest - position(decision.frame))
             self.forced += decision.forced
-            if decision.frame >= end:
+            if position(decision.frame) > position(last):
                 continue
             logits = self.backend.mask_logits(decision.node)
             if logits.shape != self.backend.frame_size:
@@ -195,16 +306,16 @@ class FrameStream:
                     f"{self.backend.frame_size} video"
                 )
             pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
-            while (next_frame := self._next_frame) < end:
+            while (next_frame := self._next_frame) != end:
                 found = pending.get(next_frame, {})
-                if any(starts[o] <= next_frame and o not in found for o in objects):
+                if any(tracked(o, next_frame) and o not in found for o in objects):
                     break
                 pending.pop(next_frame, None)
                 masks = tuple(found.get(o, empty) for o in objects)
                 yield FrameResult(next_frame, objects, masks)
-                self._next_frame = next_frame + 1
-        self.rejected = engine.rejected
-        if self._next_frame < end:
+                self._next_frame = next_frame + step
+        self.rejected += engine.rejected
+        if self._next_frame != end:
             raise TreememError(
                 f"frame {self._next_frame} was not decided for every object; this is a treemem "
                 "bug, please report it"
@@ -215,15 +326,26 @@ class FrameStream:
         every frame decided so far has been yielded (and written by the caller's sinks)."""
         if self._engine is None:
             raise TreememError("the stream has not started: nothing to snapshot")
+        if self.direction == "both":
+            raise TreememError("snapshots cover one-direction streams, not direction 'both'")
         pending = {frame: dict(masks) for frame, masks in self._pending.items()}
         return StreamState(self._engine.snapshot(), self._next_frame, pending, self.forced)
 
     def restore(self, state: StreamState) -> None:
         """Go on from `state` when `frames` runs: `record` must be the snapshot's record and
         the backend must hold its memories (see `Engine.restore`)."""
-        if self._started:
-            raise TreememError("restore a FrameStream before it runs")
+        if self._started or self.direction == "both":
+            raise TreememError("restore a one-direction FrameStream before it runs")
         self._restored = state
 
 
-__all__ = ["FrameResult", "FrameStream", "ObjectMask", "StreamState", "compose_ids"]
+__all__ = [
+    "RUN_DIRECTIONS",
+    "FrameResult",
+    "FrameStream",
+    "ObjectMask",
+    "RunDirection",
+    "StreamState",
+    "check_direction",
+    "compose_ids",
+]

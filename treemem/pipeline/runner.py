@@ -16,7 +16,7 @@ from typing import Any
 
 import treemem
 from treemem.backend import MemoryExport
-from treemem.pipeline.frames import FrameStream
+from treemem.pipeline.frames import FrameStream, RunDirection, check_direction
 from treemem.pipeline.inputs import OpenedVideo
 from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
 from treemem.pipeline.snapshots import SnapshotWriter, resume_point
@@ -79,7 +79,7 @@ def search_frames(
     search and mask retrieval, without the sinks' time (writing PNGs is not tracking).
     `progress` None: a bar when stderr is a terminal; `on_frame(done)` after each searched
     frame, for a caller's own progress display."""
-    total = stream.end_frame - stream.first_frame
+    total = stream.frame_count
     started = time.perf_counter()
     sink_seconds = 0.0
     with progress_bar(total, label or stream.strategy.name, enabled=progress) as bar:
@@ -109,6 +109,7 @@ def run_to_folder(
     label: str = "",
     extra_sinks: Sequence[FrameSink] = (),
     snapshot_every: int | None = None,
+    direction: RunDirection = "forward",
 ) -> dict[str, Any]:
     """Search and write masks/, tree.jsonl and run.json into `out`; returns what run.json holds.
 
@@ -117,16 +118,18 @@ def run_to_folder(
     run.json aside. It goes on from the run's last snapshot when there is one (written every
     `snapshot_every` searched frames, None: none; see `treemem.pipeline.snapshots`), else it
     searches from the first frame. A KeyboardInterrupt propagates after the folder is left
-    resumable.
+    resumable. `direction`: track forward, backward or both ways from the prompts
+    (`FrameStream`); snapshots are taken of one-direction runs only.
     """
+    check_direction(direction)
     parameters = parameters_record(choice.parameters)
     info = {"video": opened.video_info, "backend": opened.backend_info}
-    settings = run_settings(choice.name, parameters, info, prompts, max_lag)
+    settings = run_settings(choice.name, parameters, info, prompts, max_lag, direction)
     backend = opened.backend
-    stream = FrameStream(backend, choice.strategy, prompts, max_lag=max_lag)
+    stream = FrameStream(backend, choice.strategy, prompts, max_lag=max_lag, direction=direction)
     point = None
-    if resume and (out / PARTIAL).is_file():
-        point = resume_point(out, settings, backend, opened.frame_names, stream.first_frame)
+    if resume and direction != "both" and (out / PARTIAL).is_file():
+        point = resume_point(out, settings, backend, opened.frame_names, stream)
     if point is not None:
         assert isinstance(backend, MemoryExport)  # resume_point checked it
         backend.import_memories(point.snapshot.memories)
@@ -138,7 +141,7 @@ def run_to_folder(
         continue_tree=point is not None,
     )
     on_frame = None
-    if snapshot_every is not None and isinstance(backend, MemoryExport):
+    if snapshot_every is not None and direction != "both" and isinstance(backend, MemoryExport):
         on_frame = SnapshotWriter(folder, stream, backend, settings, snapshot_every)
     if point is not None:
         folder.masks.written = point.snapshot.masks_written
@@ -156,6 +159,7 @@ def run_to_folder(
         **info,
         "prompts": [{"object": p.obj, "frame": p.frame, "kind": p.kind} for p in prompts],
         "objects": list(stream.objects),
+        "direction": direction,
         "first_frame": stream.first_frame,
         "frames": frames,
         "max_lag": max_lag,

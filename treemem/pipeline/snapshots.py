@@ -144,10 +144,10 @@ class ResumePoint:
 
 def resume_point(
     out: Path, settings: Mapping[str, Any], backend: Backend, frame_names: list[str],
-    first_frame: int,
+    stream: FrameStream,
 ) -> ResumePoint | None:
-    """The snapshot a resumed run in `out` goes on from, or None to search from the start
-    (no snapshot, an unusable one, or a backend that cannot import memories).
+    """The snapshot a resumed run of `stream` in `out` goes on from, or None to search from
+    the start (no snapshot, an unusable one, or a backend that cannot import memories).
 
     Raises `InputError` when the snapshot belongs to a run with other settings. Cuts
     tree.jsonl back to the snapshot's length; nothing else is changed until the run goes on.
@@ -167,8 +167,9 @@ def resume_point(
     tree = out / "tree.jsonl"
     size = tree.stat().st_size if tree.is_file() else -1
     written = {p.stem for p in (out / "masks").glob("*.png")}
-    wanted = frame_names[first_frame : snapshot.stream.next_frame]
-    missing = next((name for name in wanted if name not in written), None)
+    step = -1 if stream.direction == "backward" else 1
+    wanted = range(stream.first_frame, snapshot.stream.next_frame, step)
+    missing = next((frame_names[f] for f in wanted if frame_names[f] not in written), None)
     if size < snapshot.tree_bytes or missing is not None:
         what = f"masks/{missing}.png is missing" if missing else "tree.jsonl is shorter"
         log.warning("%s does not match the run folder (%s); searching again from the first "
@@ -204,7 +205,7 @@ class SnapshotWriter:
             raise ConfigError(f"snapshot interval must be >= 1 frame, got {self.every}")
 
     def __call__(self, done: int) -> None:
-        total = self.stream.end_frame - self.stream.first_frame
+        total = self.stream.frame_count
         if done % self.every or done >= total:
             return
         started = time.perf_counter()
