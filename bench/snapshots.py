@@ -98,7 +98,7 @@ def main() -> None:
     if taken:
         share = sum(times) / 1000 / snapped["seconds"]
         print(f"  snapshots took {100 * share:.1f}% of the run with them "
-              f"(one costs about {statistics.median(times) / per_frame:.1f} frames' time)")
+              f"(one costs about {statistics.median(times) / per_frame:.2f} frames' time)")
 
 
 if __name__ == "__main__":

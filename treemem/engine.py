@@ -21,7 +21,6 @@ the frames already tracked (sam2's `track_in_reverse`).
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -211,7 +210,7 @@ class Engine:
         return EngineState(
             self._searched,
             dict(self.beams),
-            copy.deepcopy(self.lineage),
+            self.lineage.copy(),
             dict(self._conditioning),
             dict(self._prompt_results),
             self._prompt_nodes,
@@ -232,7 +231,7 @@ class Engine:
                 "give the engine the record the snapshot was taken with"
             )
         self.beams = dict(state.beams)
-        self.lineage = copy.deepcopy(state.lineage)
+        self.lineage = state.lineage.copy()
         self._conditioning = dict(state.conditioning)
         self._prompt_results = dict(state.prompt_results)
         self._prompt_nodes = state.prompt_nodes
