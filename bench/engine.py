@@ -72,7 +72,7 @@ def bookkeeping(video: SyntheticVideo, name: str, overrides: dict[str, str]) -> 
     objects = range(1, video.num_objects + 1)
     prompts = [Prompt(obj, 0, mask=video.object_mask(obj, 0)) for obj in objects]
     start = time.process_time()
-    for decision in engine.run(prompts):
+    for decision in engine.run(prompts, range(backend.num_frames)):
         backend.mask_logits(decision.node)
     total = time.process_time() - start
     return total - backend.seconds, backend.rows

@@ -70,7 +70,7 @@ def run(
     if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in engine.run([Prompt(1, 0, mask=mask)]):
+    for _ in engine.run([Prompt(1, 0, mask=mask)], range(backend.num_frames)):
         pass
     if cuda:
         torch.cuda.synchronize()

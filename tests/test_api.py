@@ -29,7 +29,7 @@ def test_track_equals_the_engine_run_directly(video: SyntheticVideo, strategy: s
     backend = SyntheticBackend(video)
     engine = treemem.Engine(load_strategy(strategy), backend)
     labels = np.zeros(video.gt.shape, np.uint8)
-    for decision in engine.run(video.first_frame_prompts()):
+    for decision in engine.run(video.first_frame_prompts(), range(backend.num_frames)):
         # the synthetic logits are +-1, so a contested pixel goes to the lower id
         mask = backend.mask_logits(decision.node) > 0
         frame = labels[decision.frame]
@@ -187,7 +187,6 @@ def test_points_and_box_prompts(video: SyntheticVideo) -> None:
         (lambda p, s: p.add_new_points_or_box(s, 0, 1, box=(5, 5, 2, 9)), "not a box"),
         (lambda p, s: p.add_new_points_or_box(s, 0, 1), "give points"),
         (lambda p, s: list(p.propagate_in_video(s)), "no prompt yet"),
-        (lambda p, s: list(p.propagate_in_video(s, reverse=True)), "forward only"),
     ],
 )
 def test_predictor_refuses_bad_input(video: SyntheticVideo, call: object, message: str) -> None:

@@ -102,7 +102,8 @@ def run(script: Script, name: str = "sam2long", max_lag: int | None = None) -> R
     def progress(frame: int) -> None:
         done[0] = frame
 
-    for decision in engine.run([Prompt(1, 0, mask=np.ones((2, 2), bool))], progress=progress):
+    for decision in engine.run([Prompt(1, 0, mask=np.ones((2, 2), bool))],
+                               range(backend.num_frames), progress=progress):
         decisions.append(decision)
         decided_at.append(done[0] + 1)
     return Run(engine.record, decisions, decided_at, backend)
@@ -356,11 +357,12 @@ def test_objects_batched_together_get_their_separate_results(first: Script, seco
     mask = np.ones((2, 2), bool)
     scripted = {obj: (part.iou, part.occlusion) for obj, part in ((1, parts[0]), (2, parts[1]))}
     together = Engine(strategy, ScriptedBackend(scripted))
-    list(together.run([Prompt(1, 0, mask=mask), Prompt(2, 0, mask=mask)]))
+    list(together.run([Prompt(1, 0, mask=mask), Prompt(2, 0, mask=mask)],
+                      range(together.backend.num_frames)))
     both = together.record.columns()
     for obj, part in ((1, parts[0]), (2, parts[1])):
         alone = Engine(strategy, ScriptedBackend({obj: (part.iou, part.occlusion)}))
-        list(alone.run([Prompt(obj, 0, mask=mask)]))
+        list(alone.run([Prompt(obj, 0, mask=mask)], range(alone.backend.num_frames)))
         single = alone.record.columns()
         rows = both.object == obj
         for name in ("frame", "slot", "parent", "candidate", "kept"):
@@ -446,8 +448,9 @@ def run_mirrored(
     backend = PlanRecorder({1: (iou, occlusion)})
     engine = Engine(load_strategy(name, overrides), backend, max_lag=max_lag,
                     direction=direction)  # type: ignore[arg-type]
-    start = 0 if direction == "forward" else last
-    decisions = list(engine.run([Prompt(1, start, mask=np.ones((2, 2), bool))]))
+    start, end, step = (0, last + 1, 1) if direction == "forward" else (last, -1, -1)
+    decisions = list(engine.run([Prompt(1, start, mask=np.ones((2, 2), bool))],
+                                range(start, end, step)))
     return engine, backend, decisions
 
 

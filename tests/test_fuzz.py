@@ -108,7 +108,7 @@ def run_engine(
     prompts = [Prompt(obj, 0, mask=np.ones((2, 2), bool)) for obj in scripts]
     decided: list[tuple[int, int, int]] = []
     try:
-        for decision in engine.run(prompts):
+        for decision in engine.run(prompts, range(backend.num_frames)):
             decided.append((decision.obj, decision.frame, decision.node))
     except MemoryContractError:
         raise
@@ -211,7 +211,8 @@ def test_engine_trees_round_trip_through_jsonl(
     backend = Replay({1: (iou, occlusion)})
     engine = Engine(load_strategy("sam2long", {"pathways": pathways}), backend)
     frames = sorted({0, *(f for f in reprompts if f < iou.shape[0])})
-    list(engine.run([Prompt(1, f, mask=np.ones((2, 2), bool)) for f in frames]))
+    list(engine.run([Prompt(1, f, mask=np.ones((2, 2), bool)) for f in frames],
+                    range(backend.num_frames)))
     assert_round_trip(engine.record)
 
 

@@ -242,7 +242,7 @@ def test_sam3_memory_reads_what_the_spec_lists_in_the_engine(seq: ScoreScript, k
     engine = Engine(load_strategy("sam3-memory", overrides), backend)
     prompts = sorted({seq.first, *seq.reprompts})
     mask = np.ones((2, 2), bool)
-    list(engine.run([Prompt(1, p, mask=mask) for p in prompts]))
+    list(engine.run([Prompt(1, p, mask=mask) for p in prompts], range(backend.num_frames)))
     cols = engine.record.columns()
     node_frame = {int(row): int(cols.frame[row]) for row in np.flatnonzero(cols.kept)}
     scores: dict[int, float] = {}
@@ -298,7 +298,7 @@ def test_every_pathway_of_the_tree_applies_the_rule_to_its_own_ancestry(
     engine = Engine(load_strategy("sam3-memory-tree", overrides), backend)
     prompts = sorted({seq.first, *seq.reprompts})
     mask = np.ones((2, 2), bool)
-    list(engine.run([Prompt(1, p, mask=mask) for p in prompts]))
+    list(engine.run([Prompt(1, p, mask=mask) for p in prompts], range(backend.num_frames)))
     cols = engine.record.columns()
     parent = engine.record.parent_rows()
     prompt_nodes = {int(n) for n in np.flatnonzero(cols.candidate == -1)}
@@ -398,7 +398,7 @@ def _sam2_run(
 
     backend.propose = propose  # type: ignore[method-assign]
     engine = Engine(load_strategy("sam3-memory", overrides), backend)
-    decisions = list(engine.run(prompts))
+    decisions = list(engine.run(prompts, range(backend.num_frames)))
     assert sorted((d.frame, d.obj) for d in decisions) == [
         (f, o) for f in range(len(frames)) for o in (1, 2)
     ]

@@ -386,7 +386,7 @@ def test_samurai_run_matches_the_reference_rule_frame_by_frame(seed: int) -> Non
     backend = BoxScript(60, seed)
     strategy = load_strategy("samurai", {"stable_frames_threshold": "3"})
     engine = Engine(strategy, backend)  # type: ignore[arg-type]
-    list(engine.run([Prompt(1, 0, mask=np.ones((4, 4), bool))]))
+    list(engine.run([Prompt(1, 0, mask=np.ones((4, 4), bool))], range(engine.backend.num_frames)))
     assert backend.calls[0] == ProposalOptions(boxes=True, presence_threshold=-1.0)
     cols = engine.record.columns()
     reference = ReferenceSamurai(0.25, 3)
@@ -406,7 +406,8 @@ def test_samurai_tree_with_one_pathway_makes_samurai_choices() -> None:
         backend = BoxScript(40, 11)
         overrides = {"stable_frames_threshold": "2"} | ({"P": "1"} if name != "samurai" else {})
         engine = Engine(load_strategy(name, overrides), backend)  # type: ignore[arg-type]
-        list(engine.run([Prompt(1, 0, mask=np.ones((4, 4), bool))]))
+        list(engine.run([Prompt(1, 0, mask=np.ones((4, 4), bool))],
+                        range(engine.backend.num_frames)))
         cols = engine.record.columns()
         runs.append(cols.candidate[cols.kept & (cols.frame > 0)].tolist())
     assert runs[0] == runs[1]
@@ -422,7 +423,8 @@ def test_a_backend_without_boxes_is_refused() -> None:
 
     engine = Engine(load_strategy("samurai"), NoBoxes(5, 0))  # type: ignore[arg-type]
     with pytest.raises(TreememError, match="boxes"):
-        list(engine.run([Prompt(1, 0, mask=np.ones((4, 4), bool))]))
+        list(engine.run([Prompt(1, 0, mask=np.ones((4, 4), bool))],
+                        range(engine.backend.num_frames)))
 
 
 # --- the synthetic suite --------------------------------------------------------------------------

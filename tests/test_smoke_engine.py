@@ -31,6 +31,7 @@ def test_every_frame_decided_once_and_memory_bounded() -> None:
     for name in ("sam2long", "greedy"):
         backend = RandomBackend(num_frames=200)
         engine = Engine(load_strategy(name), backend)
-        decisions = list(engine.run([Prompt(1, 0, mask=np.ones((4, 4), bool))]))
+        decisions = list(engine.run([Prompt(1, 0, mask=np.ones((4, 4), bool))],
+                                    range(backend.num_frames)))
         assert [d.frame for d in decisions] == list(range(200))
         assert len(backend.held) < 60

@@ -218,8 +218,8 @@ def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(
     strategy: str, max_lag: int | None, tmp_path: Path
 ) -> None:
     """`Engine.snapshot` after frame 20, restored into a fresh engine over a fresh backend
-    that imported the memories: the same decisions and tree rows from then on, through a
-    re-prompt of object 1 on frame 30 (which needs the restored prompt results and
+    that imported the memories and stepped on: the same decisions and tree rows from then on,
+    through a re-prompt of object 1 on frame 30 (which needs the restored prompt results and
     conditioning) and, with max_lag, forced decisions."""
     from treemem import Engine, TreeRecord, load_strategy
     from treemem.backends.synthetic import SyntheticBackend
@@ -239,14 +239,15 @@ def test_a_restored_engine_goes_on_exactly_as_the_uninterrupted_one(
             engine.record.save_jsonl(tmp_path / "tree.jsonl")
 
     decisions: list[Any] = []
-    for decision in engine.run(prompts, progress=snapshot_at_20):
+    for decision in engine.run(prompts, range(48), progress=snapshot_at_20):
         decisions.append(decision)
     backend = SyntheticBackend(clip, seed=2)
     backend.import_memories(taken["memories"])
     record = TreeRecord.load_jsonl(tmp_path / "tree.jsonl")
     restored = Engine(strategy_set, backend, record=record, max_lag=max_lag)
     restored.restore(taken["state"])
-    assert list(restored.run(prompts)) == decisions[taken["decisions"]:]
+    resumed = [d for frame in range(21, 48) for d in restored.step(frame)]
+    assert [*resumed, *restored.finish()] == decisions[taken["decisions"]:]
     restored.record.save_jsonl(tmp_path / "restored.jsonl")
     engine.record.save_jsonl(tmp_path / "whole.jsonl")
     assert (tmp_path / "restored.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
@@ -264,7 +265,7 @@ def test_restore_refuses_a_used_engine_and_another_record() -> None:
     def take(frame: int) -> None:
         states.append(engine.snapshot())
 
-    list(engine.run(clip.first_frame_prompts(), progress=take))
+    list(engine.run(clip.first_frame_prompts(), range(8), progress=take))
     with pytest.raises(TreememError, match="fresh engine"):
         engine.restore(states[0])
     other = Engine(load_strategy("greedy"), SyntheticBackend(clip), record=TreeRecord())

@@ -379,7 +379,7 @@ class _Noisy:
 
 def recorded_tree() -> TreeRecord:
     engine = Engine(load_strategy("sam2long"), _Noisy())  # type: ignore[arg-type]
-    list(engine.run([Prompt(1, 0, mask=np.ones((2, 2), bool))]))
+    list(engine.run([Prompt(1, 0, mask=np.ones((2, 2), bool))], range(engine.backend.num_frames)))
     return engine.record
 
 

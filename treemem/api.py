@@ -41,8 +41,10 @@ from treemem.pipeline.inputs import (
     check_dtype,
     check_points,
     check_prompt,
+    live_backend,
     open_backend,
 )
+from treemem.pipeline.live import LivePrompts, LiveTracker
 from treemem.pipeline.runner import StrategyChoice, choose_strategy, search_frames
 from treemem.pipeline.sinks import IdArraySink
 from treemem.strategy import StrategySet
@@ -189,6 +191,49 @@ def track(
         seconds=seconds,
         direction=direction,
     )
+
+
+def stream(
+    strategy: str | StrategySet | Any = "sam2long",
+    *,
+    prompts: LivePrompts = None,
+    backend: BackendName | Backend | None = None,
+    overrides: Mapping[str, object] | None = None,
+    max_lag: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    config: str | None = None,
+    device: str | None = None,
+    offload: bool = False,
+    image_size: int | None = None,
+    model: Any = None,
+    dtype: str = "fp32",
+) -> LiveTracker:
+    """Track objects through frames handed over one at a time (a camera, a decoder, frames a
+    program makes): a source of unknown length.
+
+    ```python
+    tracker = treemem.stream("sam2long", checkpoint="sam2.1_hiera_tiny.pt", prompts=mask)
+    for frame in frames:                     # (H, W, 3) uint8 RGB each
+        for result in tracker.push(frame):   # the frames this one completes
+            ...                              # result.frame, result.ids()
+    for result in tracker.close():           # the end of the stream decides the rest
+        ...
+    ```
+
+    `prompts` (a mask of object ids for frame 0, or `Prompt` records on any frame) may also
+    come later: `tracker.push(frame, prompts=mask)` or `tracker.prompt(...)` (a new object,
+    or a re-prompt). `tracker.track(frames)` is the pull form over any iterable of frames.
+    Exact by default (a frame is emitted once decided; the masks equal `track()`'s on the
+    same frames when every prompt is on the first frame); `max_lag` L emits every frame at
+    most L frames after it arrived. The other arguments are `track()`'s; `backend` is "sam2"
+    (default) or a `Backend` instance that reads its own frames (a `SyntheticBackend`).
+    """
+    choice = choose_strategy(strategy, overrides)
+    _check_max_lag(max_lag)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, dtype=dtype)
+    tracker = LiveTracker(choice.strategy, live_backend(backend, spec), max_lag=max_lag)
+    tracker.prompt(prompts)
+    return tracker
 
 
 def _check_max_lag(max_lag: int | None) -> None:
@@ -448,4 +493,4 @@ class Predictor:
         return open_backend(video, self._backend, self._spec, models=self._models)
 
 
-__all__ = ["Predictor", "PredictorState", "TrackResult", "track"]
+__all__ = ["LiveTracker", "Predictor", "PredictorState", "TrackResult", "stream", "track"]

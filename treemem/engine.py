@@ -22,7 +22,7 @@ the frames already tracked (sam2's `track_in_reverse`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +110,9 @@ class EngineState:
 
     beams: each object's survivors (with their memory histories and pathway-model states);
     lineage: a copy of the liveness and decision bookkeeping; conditioning, prompt_results,
-    prompt_nodes ((object, frame, node) of every prompt): what later re-prompts need;
-    tree_rows: the record's length, the next node id; rejected: candidates rejected so far.
+    prompted ((object, frame) of every prompt added) and prompt_nodes (frame -> (object,
+    node) of the prompts not stepped yet): what later re-prompts need; tree_rows: the
+    record's length, the next node id; rejected: candidates rejected so far.
     """
 
     frame: int
@@ -119,7 +120,8 @@ class EngineState:
     lineage: Lineage
     conditioning: Mapping[int, tuple[MemoryEntry, ...]]
     prompt_results: Mapping[int, PromptResult]
-    prompt_nodes: tuple[tuple[int, int, int], ...]
+    prompted: frozenset[tuple[int, int]]
+    prompt_nodes: Mapping[int, tuple[tuple[int, int], ...]]
     tree_rows: int
     rejected: int
 
@@ -158,72 +160,80 @@ class Engine:
         self.rejected = 0
         self._conditioning: dict[int, tuple[MemoryEntry, ...]] = {}
         self._prompt_results: dict[int, PromptResult] = {}
-        self._prompt_nodes: tuple[tuple[int, int, int], ...] = ()
-        self._searched: int | None = None
-        self._resume_at: int | None = None
-        """The first frame to search after `restore` (None: a fresh search)."""
+        self._prompted: set[tuple[int, int]] = set()
+        self._prompt_nodes: dict[int, list[tuple[int, int]]] = {}
+        """Frame -> (object, node) of the prompts whose frame is not stepped yet."""
+        self._frame: int | None = None
+        """The last frame stepped."""
 
     def run(
         self,
         prompts: Sequence[Prompt],
-        frames: Sequence[int] | None = None,
+        frames: Iterable[int],
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[FrameDecision]:
-        """Track every prompted object through `frames` (default: from the first prompt in
-        tracking order to the end of the video in the engine's direction; after `restore`,
-        from the frame after the snapshot's)."""
+        """Track every prompted object through `frames`, any iterable of frame indices in
+        tracking order (ascending forward, descending backward), of any length: the engine
+        never reads the video's length, so a live source works as a file does (the end of
+        `frames` finalises what is open)."""
         if not prompts:
             raise InputError("at least one prompt is needed")
-        if self._resume_at is not None:
-            prompt_nodes, first = self._restored_prompts(prompts), self._resume_at
-        else:
-            prompt_nodes = self._prompt_all(prompts)
-            first = min((p.frame for p in prompts), key=self._position)
-        end = self.backend.num_frames if self.sign > 0 else -1
-        order = range(first, end, self.sign) if frames is None else frames
-        for frame in order:
-            features = self.backend.encode(frame)
-            for prompt, node in prompt_nodes:
-                if prompt.frame == frame:
-                    self._restart(prompt.obj, frame, node)
-            steps, proposals = self._search(frame, features)
-            if proposals is not None:
-                commits = [c for step in steps for c in step.commits]
-                self.backend.commit(features, proposals, commits)
-            for step in steps:
-                self._advance(step)
-            yield from self._decisions(frame)
-            self.backend.release(self.lineage.drain_releasable())
-            self._searched = frame
+        self.add_prompts(prompts)
+        for frame in frames:
+            yield from self.step(frame)
             if progress is not None:
                 progress(frame)
-        yield from self._finish()
+        yield from self.finish()
+
+    def step(self, frame: int) -> Iterator[FrameDecision]:
+        """Search one more frame (after the last one stepped); yields what it decides.
+
+        The prompts on `frame` must have been added first (`add_prompts`); a stream may add
+        prompts for a frame right before stepping it (a re-prompt while streaming)."""
+        if self._frame is not None and self._position(frame) <= self._position(self._frame):
+            raise InputError(
+                f"frame {frame} comes after frame {self._frame}: frames go {self.direction}"
+            )
+        self._frame = frame
+        features = self.backend.encode(frame)
+        for obj, node in self._prompt_nodes.pop(frame, []):
+            self._restart(obj, frame, node)
+        steps, proposals = self._search(frame, features)
+        if proposals is not None:
+            commits = [c for step in steps for c in step.commits]
+            self.backend.commit(features, proposals, commits)
+        for step in steps:
+            self._advance(step)
+        yield from self._decisions(frame)
+        self.backend.release(self.lineage.drain_releasable())
 
     # --- snapshots ------------------------------------------------------------------------------
 
     def snapshot(self) -> EngineState:
-        """The search state after the last searched frame. Take it between frames (from
-        `run`'s `progress` callback): then every decision of that frame has been yielded and
-        the backend holds exactly the memories of the nodes the lineage keeps."""
-        if self._searched is None:
+        """The search state after the last frame stepped. Take it between frames (after
+        `step`'s decisions are consumed, from `run`'s `progress` callback): then the backend
+        holds exactly the memories of the nodes the lineage keeps."""
+        if self._frame is None:
             raise TreememError("no frame has been searched yet: nothing to snapshot")
         return EngineState(
-            self._searched,
+            self._frame,
             dict(self.beams),
             self.lineage.copy(),
             dict(self._conditioning),
             dict(self._prompt_results),
-            self._prompt_nodes,
+            frozenset(self._prompted),
+            {frame: tuple(nodes) for frame, nodes in self._prompt_nodes.items()},
             len(self.record),
             self.rejected,
         )
 
     def restore(self, state: EngineState) -> None:
-        """Continue from `state` in a fresh engine: its backend must hold the snapshot's
-        memories (`MemoryExport.import_memories`) and its record the snapshot's rows, so node
-        ids go on where they stopped; `run` then starts at the frame after `state.frame` (in
-        the engine's direction, which must be the snapshot's)."""
-        if self._resume_at is not None or self._searched is not None or self.beams:
+        """Continue from `state` in a fresh engine (same strategy set and direction): its
+        backend must hold the snapshot's memories (`MemoryExport.import_memories`) and its
+        record the snapshot's rows, so node ids go on where they stopped. Then `step` the
+        frames after `state.frame` and `finish` (the prompts are restored with the state;
+        `run` would add them again)."""
+        if self._frame is not None or self._prompted or self.beams:
             raise TreememError("restore needs a fresh engine")
         if len(self.record) != state.tree_rows:
             raise TreememError(
@@ -234,17 +244,10 @@ class Engine:
         self.lineage = state.lineage.copy()
         self._conditioning = dict(state.conditioning)
         self._prompt_results = dict(state.prompt_results)
-        self._prompt_nodes = state.prompt_nodes
-        self._searched = state.frame
+        self._prompted = set(state.prompted)
+        self._prompt_nodes = {frame: list(nodes) for frame, nodes in state.prompt_nodes.items()}
+        self._frame = state.frame
         self.rejected = state.rejected
-        self._resume_at = state.frame + self.sign
-
-    def _restored_prompts(self, prompts: Sequence[Prompt]) -> list[tuple[Prompt, int]]:
-        """The (prompt, node) pairs of a restored search, matched by object and frame."""
-        given = {(p.obj, p.frame): p for p in prompts}
-        if len(given) != len(prompts) or set(given) != {(o, f) for o, f, _ in self._prompt_nodes}:
-            raise InputError("the prompts differ from those of the snapshot's run")
-        return [(given[(obj, frame)], node) for obj, frame, node in self._prompt_nodes]
 
     # --- one frame ----------------------------------------------------------------------------
 
@@ -458,30 +461,33 @@ class Engine:
 
     # --- prompts --------------------------------------------------------------------------------
 
-    def _prompt_all(self, prompts: Sequence[Prompt]) -> list[tuple[Prompt, int]]:
-        """Store every prompt as a conditioning memory before tracking, as SAM 2 does: a
-        prompt frame conditions every frame of its object, pointers only later ones (in
-        tracking order)."""
+    def add_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """Store prompts as conditioning memories before their frames are tracked, as SAM 2
+        does: a prompt conditions every frame of its object tracked after it is added (all of
+        them when every prompt is added first, as `run` does), pointers only later frames (in
+        tracking order).
+
+        Prompts on a frame already stepped are refused: the search does not go back."""
         ordered = sorted(prompts, key=lambda p: (self._position(p.frame), p.obj))
-        seen: set[tuple[int, int]] = set()
-        out: list[tuple[Prompt, int]] = []
-        entries: dict[int, list[MemoryEntry]] = {}
         for prompt in ordered:
-            if (prompt.obj, prompt.frame) in seen:
+            if (prompt.obj, prompt.frame) in self._prompted:
                 raise InputError(f"object {prompt.obj} has two prompts on frame {prompt.frame}")
-            seen.add((prompt.obj, prompt.frame))
-            if not 0 <= prompt.frame < self.backend.num_frames:
+            past = self._frame is not None and (
+                self._position(prompt.frame) <= self._position(self._frame)
+            )
+            if prompt.frame < 0 or past:
                 raise InputError(
-                    f"prompt on frame {prompt.frame}, but the video has "
-                    f"{self.backend.num_frames} frames"
+                    f"prompt on frame {prompt.frame}, but the search is past it (frame "
+                    f"{self._frame}): prompt a frame before it is tracked"
                 )
+            self._prompted.add((prompt.obj, prompt.frame))
         for prompt in ordered:
             node = len(self.record)
             features = self.backend.encode(prompt.frame)
             result = self.backend.prompt(features, prompt, node, self._options())
             reprompt = any(
-                p.obj == prompt.obj and self._position(p.frame) < self._position(prompt.frame)
-                for p in ordered
+                obj == prompt.obj and self._position(frame) < self._position(prompt.frame)
+                for obj, frame in self._prompted
             )
             self.record.append(
                 obj=prompt.obj,
@@ -497,8 +503,7 @@ class Engine:
                 rule="prompt",
                 direction=self.direction,
             )
-            out.append((prompt, node))
-            self._prompt_nodes += ((prompt.obj, prompt.frame, node),)
+            self._prompt_nodes.setdefault(prompt.frame, []).append((prompt.obj, node))
             self._prompt_results[node] = result
             entry = MemoryEntry(
                 node,
@@ -508,9 +513,7 @@ class Engine:
                 conditioning=True,
                 direction=self.direction,
             )
-            entries.setdefault(prompt.obj, []).append(entry)
-        self._conditioning = {obj: tuple(found) for obj, found in entries.items()}
-        return out
+            self._conditioning[prompt.obj] = (*self._conditioning.get(prompt.obj, ()), entry)
 
     def _restart(self, obj: int, frame: int, node: int) -> None:
         """A prompt on this frame (re)starts the object's tree from the prompted mask; the
@@ -565,8 +568,9 @@ class Engine:
         for position, node in reversed(path):
             yield FrameDecision(obj, self._position(position), node, forced=forced)
 
-    def _finish(self) -> Iterator[FrameDecision]:
-        """End of video: the best pathway's ancestry decides what is still open (exact)."""
+    def finish(self) -> Iterator[FrameDecision]:
+        """End of the frames (a video's last frame, or a stream that stopped): the best
+        pathway's ancestry decides what is still open (exact)."""
         for obj, beam in self.beams.items():
             yield from self._force(obj, beam, self._position(beam.frame), forced=False)
         self.backend.release(self.lineage.drain_releasable())

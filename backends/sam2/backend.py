@@ -176,17 +176,25 @@ class Sam2Backend:
         self,
         model: Any,
         read_frame: FrameReader,
-        num_frames: int,
+        num_frames: int | None,
         frame_size: tuple[int, int],
         *,
         offload: bool = False,
         autocast: torch.dtype | None = None,
     ) -> None:
-        """`autocast`: torch.bfloat16 or torch.float16 to run the model under
+        """`num_frames` None: a live source of unknown length, whose frames are read as
+        they arrive and never ahead (see `pointer_length` for what SAM 2 uses the length
+        for). `autocast`: torch.bfloat16 or torch.float16 to run the model under
         `torch.autocast` (see the module docstring); None (default) is fp32."""
         self.model = model
         self.read_frame = read_frame
         self._num_frames = num_frames
+        self.pointer_length = model.max_obj_ptrs_in_encoder if num_frames is None else num_frames
+        """The video length SAM 2 normalises object-pointer positions by: its
+        `t_diff_max = min(num_frames, max_obj_ptrs_in_encoder) - 1`. A live source has no
+        length, so it stands in as `max_obj_ptrs_in_encoder` (16): the value sam2 uses for
+        every video at least that long, so a stream equals the file run on such videos; on a
+        shorter one sam2 divides by (frames - 1) instead, which a stream cannot know."""
         self._frame_size = frame_size
         self.device = next(model.parameters()).device
         if autocast is not None:
@@ -208,6 +216,8 @@ class Sam2Backend:
 
     @property
     def num_frames(self) -> int:
+        if self._num_frames is None:
+            raise InputError("a live source has no length: its frames end when the stream does")
         return self._num_frames
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -252,7 +262,7 @@ class Sam2Backend:
         self._pending_frames.clear()
         backward = self._last is not None and self._last.frame == frame + 1
         following = frame - 1 if backward else frame + 1
-        if 0 <= following < self._num_frames:
+        if self._num_frames is not None and 0 <= following < self._num_frames:
             self._pending_frames[following] = self._reader.submit(self._image, following)
         return future
 
@@ -337,7 +347,7 @@ class Sam2Backend:
             point_inputs=None,
             mask_inputs=mask,
             output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-            num_frames=self._num_frames,
+            num_frames=self.pointer_length,
             track_in_reverse=False,
             prev_sam_mask_logits=None,
         )
@@ -366,7 +376,7 @@ class Sam2Backend:
             current_vision_pos_embeds=features.vision_pos[-1:],
             feat_sizes=features.feat_sizes[-1:],
             output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-            num_frames=self._num_frames,
+            num_frames=self.pointer_length,
             track_in_reverse=False,
         )
         multimask = bool(model._use_multimask(True, point_inputs))
@@ -623,7 +633,7 @@ class Sam2Backend:
             return cached
         model = self.model
         if model.add_tpos_enc_to_obj_ptrs:
-            t_diff_max = min(self._num_frames, model.max_obj_ptrs_in_encoder) - 1
+            t_diff_max = min(self.pointer_length, model.max_obj_ptrs_in_encoder) - 1
             dim = model.hidden_dim if model.proj_tpos_enc_in_obj_ptrs else model.mem_dim
             encoded = get_1d_sine_pe(
                 torch.tensor(positions, device=self.device) / t_diff_max, dim=dim

@@ -85,7 +85,8 @@ def engine_logits(
     engine = Engine(load_strategy("sam2long", {"P": 2}), backend)
     model.forward_image = recording  # type: ignore[attr-defined]
     try:
-        decisions = list(engine.run([Prompt(1, 0, mask=np.asarray(clip["mask"]) == 1)]))
+        decisions = list(engine.run([Prompt(1, 0, mask=np.asarray(clip["mask"]) == 1)],
+                                    range(backend.num_frames)))
     finally:
         del model.forward_image  # type: ignore[attr-defined]
     full = [backend.mask_logits(d.node) for d in decisions]
@@ -184,7 +185,8 @@ def test_greedy_bf16_equals_sam2_predictor_under_the_same_autocast(oracle_frames
         model.add_new_mask(state, 0, 1, mask)
         reference = {f: logits[0, 0].clone() for f, _, logits in model.propagate_in_video(state)}
     backend = Sam2Backend(model, read, len(reference), mask.shape, autocast=torch.bfloat16)
-    decisions = list(Engine(load_strategy("greedy"), backend).run([Prompt(1, 0, mask=mask)]))
+    decisions = list(Engine(load_strategy("greedy"), backend).run([Prompt(1, 0, mask=mask)],
+                                                                  range(backend.num_frames)))
     assert [d.frame for d in decisions] == sorted(reference)
     for decision in decisions:
         ours = torch.from_numpy(backend.mask_logits(decision.node))

@@ -50,7 +50,8 @@ def _treemem_masks(
     read, num_frames, size = _reader(folder)
     backend = Sam2Backend(model, read, num_frames, size)
     engine = Engine(load_strategy(strategy), backend)
-    masks = {(d.frame, d.obj): (backend.mask_logits(d.node) > 0) for d in engine.run(prompts)}
+    masks = {(d.frame, d.obj): (backend.mask_logits(d.node) > 0) for d in engine.run(prompts,
+                                                                                     range(backend.num_frames))}
     return masks, backend, engine
 
 
@@ -68,7 +69,7 @@ def test_greedy_equals_sam2_predictor_one_object_bitwise(oracle_frames: tuple) -
     reference = {f: logits[0, 0].clone() for f, _, logits in model.propagate_in_video(state)}
     backend = Sam2Backend(model, read, 10, mask.shape)
     engine = Engine(load_strategy("greedy"), backend)
-    decisions = list(engine.run([Prompt(1, 0, mask=mask)]))
+    decisions = list(engine.run([Prompt(1, 0, mask=mask)], range(backend.num_frames)))
     assert [d.frame for d in decisions] == list(range(10))
     for decision in decisions:
         logits = torch.nn.functional.interpolate(
@@ -119,7 +120,8 @@ def test_batched_pathways_equal_each_pathway_alone(cups_clip: Path) -> None:
         return original(features, queries, options)
 
     backend.propose = spy  # type: ignore[method-assign]
-    for decision in engine.run([Prompt(1, 0, mask=_box_mask(size, 60, 140, 40, 120))]):
+    for decision in engine.run([Prompt(1, 0, mask=_box_mask(size, 60, 140, 40, 120))],
+                               range(backend.num_frames)):
         if decision.frame >= 4:
             break
     features, queries = next((f, q) for f, q in reversed(captured) if len(q) == 3)
@@ -172,7 +174,7 @@ def test_sam2long_equals_reference_oracle(oracle_frames: tuple, tmp_path: Path) 
         "delta_conf": float(reference["delta_conf"]),
     }
     engine = Engine(load_strategy("sam2long", overrides), backend)
-    decisions = engine.run([Prompt(1, 0, mask=mask)])
+    decisions = engine.run([Prompt(1, 0, mask=mask)], range(backend.num_frames))
     masks = {d.frame: backend.mask_logits(d.node) > 0 for d in decisions}
     columns = engine.record.columns()
     for i, frame in enumerate(reference["frames"].tolist()):

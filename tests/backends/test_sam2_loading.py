@@ -55,7 +55,7 @@ def test_sam2_v2_0_tiny_greedy_equals_predictor(oracle_frames: tuple) -> None:
     }
     backend = Sam2Backend(model, read, 10, mask.shape)
     engine = Engine(load_strategy("greedy"), backend)
-    for decision in engine.run([Prompt(1, 0, mask=mask)]):
+    for decision in engine.run([Prompt(1, 0, mask=mask)], range(backend.num_frames)):
         assert np.array_equal((backend.mask_logits(decision.node) > 0), expected[decision.frame])
 
 
@@ -121,7 +121,7 @@ def test_greedy_box_and_points_prompts_equal_predictor(oracle_frames: tuple) -> 
         Prompt(1, 0, box=(60, 80, 150, 170)),
         Prompt(2, 0, points=((200, 40), (30, 30)), labels=(1, 0)),
     ]
-    decisions = list(engine.run(prompts))
+    decisions = list(engine.run(prompts, range(backend.num_frames)))
     assert len(decisions) == 20
     for decision in decisions:
         mask = backend.mask_logits(decision.node) > 0

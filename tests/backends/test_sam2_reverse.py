@@ -83,7 +83,7 @@ def test_greedy_backward_equals_sam2_reverse_bitwise(oracle_frames: tuple) -> No
     reference = {f: logits[0, 0].clone() for f, _, logits in run}
     backend = Sam2Backend(model, read, 10, mask.shape)
     engine = Engine(load_strategy("greedy"), backend, direction="backward")
-    decisions = list(engine.run([Prompt(1, 5, mask=mask)]))
+    decisions = list(engine.run([Prompt(1, 5, mask=mask)], range(5, -1, -1)))
     assert [d.frame for d in decisions] == [5, 4, 3, 2, 1, 0]
     assert set(engine.record.columns().direction.tolist()) == {"backward"}
     for decision in decisions:

@@ -155,7 +155,8 @@ def _run(name: str, overrides: dict[str, str]) -> Run:
     )
     box = tuple(float(v) for v in config["box_xyxy"])
     assert len(box) == 4
-    for decision in engine.run([Prompt(1, 0, box=(box[0], box[1], box[2], box[3]))]):
+    for decision in engine.run([Prompt(1, 0, box=(box[0], box[1], box[2], box[3]))],
+                               range(backend.num_frames)):
         frame = decision.frame
         run.masks[frame] = backend.mask_logits(decision.node) > 0
         beam = engine.beams[1]

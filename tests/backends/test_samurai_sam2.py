@@ -71,7 +71,8 @@ def _run(model: Any, folder: Path, strategy: StrategySet, prompts: list[Prompt])
     backend = Sam2Backend(model, read, num_frames, SIZE)
     spy = Spy(backend)
     engine = Engine(strategy, backend)
-    masks = {(d.frame, d.obj): (backend.mask_logits(d.node) > 0) for d in engine.run(prompts)}
+    masks = {(d.frame, d.obj): (backend.mask_logits(d.node) > 0) for d in engine.run(prompts,
+                                                                                     range(backend.num_frames))}
     return backend, spy, engine, masks
 
 
@@ -248,7 +249,8 @@ def test_threshold_zero_and_no_boxes_leave_proposals_unchanged(cups_clip: Path) 
     backend = Sam2Backend(model, read, num_frames, SIZE)
     engine = Engine(load_strategy("greedy"), backend)
     spy = Spy(backend)
-    for decision in engine.run([Prompt(1, 0, mask=_box_mask(60, 140, 40, 120))]):
+    for decision in engine.run([Prompt(1, 0, mask=_box_mask(60, 140, 40, 120))],
+                               range(backend.num_frames)):
         if decision.frame >= 3:
             break
     frame, queries, first = spy.calls[-1]
@@ -294,7 +296,7 @@ def test_samurai_runs_several_objects_and_a_reprompt(cups_clip: Path, name: str)
         return original(features, queries, options)
 
     backend.propose = propose  # type: ignore[method-assign]
-    decisions = list(engine.run(prompts))
+    decisions = list(engine.run(prompts, range(backend.num_frames)))
     assert sorted((d.frame, d.obj) for d in decisions) == [
         (f, o) for f in range(12) for o in (1, 2)
     ]

@@ -253,12 +253,13 @@ def test_two_objects_track_like_two_separate_runs() -> None:
     engine = Engine(strategy, backend)
     prompts = [Prompt(obj, 0, mask=video.object_mask(obj, 0)) for obj in (1, 2)]
     together = {
-        (d.obj, d.frame): backend.mask_logits(d.node) > 0 for d in engine.run(prompts)
+        (d.obj, d.frame): backend.mask_logits(d.node) > 0 for d in engine.run(prompts,
+                                                                              range(backend.num_frames))
     }
     for obj in (1, 2):
         alone_backend = SyntheticBackend(video)
         alone = Engine(strategy, alone_backend)
-        for d in alone.run([prompts[obj - 1]]):
+        for d in alone.run([prompts[obj - 1]], range(alone_backend.num_frames)):
             assert np.array_equal((alone_backend.mask_logits(d.node) > 0), together[(obj, d.frame)])
 
 

@@ -117,7 +117,7 @@ def story_tree(num_frames: int = 60, occlusions: Sequence[tuple[int, int]] = ((1
     backend = StoryBackend(num_frames, occlusions)
     engine = Engine(load_strategy(strategy), backend)
     given = prompts or [Prompt(1, 0, mask=np.ones((8, 8), bool))]
-    for _ in engine.run(given):
+    for _ in engine.run(given, range(backend.num_frames)):
         pass
     return engine.record
 

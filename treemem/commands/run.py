@@ -10,23 +10,44 @@ Output folder:
                      `--resume` checks them and finishes the run (see treemem.resume)
     snapshot.bin     the search state every --snapshot-every frames (removed at the end);
                      `--resume` goes on from it (see treemem.pipeline.snapshots)
+
+With `--live`, VIDEO is any source PyAV opens (a file, rtsp:// or http:// URL, a capture
+device, `-` for an encoded stream on standard input), decoded as it comes: the same folder,
+each PNG written once its frame is decided. Exit codes: 0 when the source ended (or Ctrl-C
+stopped it), 2 for a bad input (one line), 3 when the source broke off mid-way (everything
+decided before the break is written, run.json says why), 130 for a second Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import FrameType
 
+from treemem.io.masks import read_mask, validate_mask
+from treemem.io.stream import DEFAULT_TIMEOUT, LiveSource
 from treemem.pipeline import inputs
 from treemem.pipeline.frames import check_direction
-from treemem.pipeline.runner import choose_strategy, run_to_folder
-from treemem.pipeline.sinks import check_output, interrupted_message
+from treemem.pipeline.live import LiveTracker
+from treemem.pipeline.runner import (
+    StrategyChoice,
+    choose_strategy,
+    run_live_to_folder,
+    run_to_folder,
+)
+from treemem.pipeline.sinks import FrameSink, check_output, interrupted_message
 from treemem.pipeline.snapshots import DEFAULT_EVERY
 from treemem.registry import parse_overrides
-from treemem.types import InputError, Prompt
+from treemem.types import InputError, Prompt, UInt8Array
 
 INTERRUPTED = 130
+SOURCE_BROKE = 3
+"""`--live`: the source broke off mid-way; what was decided before the break is written."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,8 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Track the prompted objects through VIDEO; write DAVIS palette PNGs, the "
         "search tree (tree.jsonl) and run.json to --out.",
     )
-    parser.add_argument("video", type=Path, help="an mp4 or a folder of JPEG/PNG frames "
-                        "(--backend synthetic: a saved synthetic video folder)")
+    parser.add_argument("video", help="an mp4 or a folder of JPEG/PNG frames (--backend "
+                        "synthetic: a saved synthetic video folder); with --live any source "
+                        "PyAV opens: a file, rtsp:// or http:// URL, a device, - for stdin")
     prompts = parser.add_argument_group("prompts (at least one of --mask, --box, --points)")
     prompts.add_argument("--mask", type=Path, help="PNG of object ids on the prompt frame "
                          "(palette PNG, or grayscale 0/1 or 0/255 for one object)")
@@ -83,6 +105,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         f"most N frames (default {DEFAULT_EVERY}; 0: never, a resume then "
                         "searches from the first frame)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    live = parser.add_argument_group("live sources (--live)")
+    live.add_argument("--live", action="store_true",
+                      help="read VIDEO as a stream of unknown length, decoded as it comes; "
+                      "masks are written as frames are decided (sam2 backend)")
+    live.add_argument("--input-format", metavar="FMT",
+                      help="FFmpeg demuxer for sources it cannot guess (v4l2, avfoundation, "
+                      "dshow, mpegts on a pipe)")
+    live.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="an FFmpeg option of the source (e.g. rtsp_transport=tcp; repeatable)")
+    live.add_argument("--source-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                      help=f"seconds without data before the source counts as broken "
+                      f"(default {DEFAULT_TIMEOUT:g})")
+    live.add_argument("--overlays", type=Path, metavar="DIR",
+                      help="also write each decided frame with its masks drawn over it (JPEG)")
+    live.add_argument("--serve", metavar="[HOST:]PORT",
+                      help="serve a live preview (MJPEG) a browser opens at http://HOST:PORT/ "
+                      "(HOST default 127.0.0.1)")
     parser.set_defaults(handler=run)
 
 
@@ -99,13 +138,19 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--snapshot-every must be >= 0, got {args.snapshot_every}")
     if args.overwrite and args.resume:
         raise InputError("--overwrite and --resume exclude each other; pass one")
+    if not args.live and (args.overlays or args.serve):
+        raise InputError("--overlays and --serve go with --live")
+    if args.live and direction != "forward":
+        raise InputError("--live tracks forward: a stream has no frames after its newest")
     check_output(args.out, overwrite=args.overwrite, resume=args.resume)
     spec = inputs.ModelSpec(args.checkpoint, args.config, args.device, args.offload,
                             args.image_size, seed=args.seed, dtype=args.dtype)
     inputs.check_dtype(args.backend, args.dtype)
     if args.backend == "sam2":
         spec.check()
-    with inputs.open_backend(args.video, args.backend, spec) as opened:
+    if args.live:
+        return run_live(args, choice, spec)
+    with inputs.open_backend(Path(args.video), args.backend, spec) as opened:
         prompts = build_prompts(args, opened.frame_size, opened.num_frames)
         try:
             report = run_to_folder(
@@ -134,20 +179,130 @@ def build_prompts(
     if args.mask is not None:
         prompts += inputs.as_prompts(args.mask, frame_size, num_frames, frame,
                                      max_objects=args.objects)
-    if args.box is not None or args.points is not None:
-        if not 0 < args.object <= 255:
-            raise InputError(f"--object must be in 1..255 (a palette index), got {args.object}")
-        if any(p.obj == args.object for p in prompts):
-            raise InputError(
-                f"object {args.object} is prompted by both --mask and --box/--points; give the "
-                "box or points another id with --object"
-            )
-        box = None if args.box is None else parse_box(args.box)
-        points, labels = parse_points(args.points) if args.points else ((), ())
-        prompt = Prompt(args.object, frame, box=box, points=points, labels=labels)
+    prompt = box_or_points(args, {p.obj for p in prompts})
+    if prompt is not None:
         inputs.check_prompt(prompt, frame_size, num_frames)
         prompts.append(prompt)
     return prompts
+
+
+def box_or_points(args: argparse.Namespace, mask_objects: set[int]) -> Prompt | None:
+    """The --box/--points prompt on --mask-frame (None without one); checked against the
+    frame by the caller (a live source's size is known only at its first frame)."""
+    if args.box is None and args.points is None:
+        return None
+    if not 0 < args.object <= 255:
+        raise InputError(f"--object must be in 1..255 (a palette index), got {args.object}")
+    if args.object in mask_objects:
+        raise InputError(
+            f"object {args.object} is prompted by both --mask and --box/--points; give the "
+            "box or points another id with --object"
+        )
+    box = None if args.box is None else parse_box(args.box)
+    points, labels = parse_points(args.points) if args.points else ((), ())
+    return Prompt(args.object, args.mask_frame, box=box, points=points, labels=labels)
+
+
+# --- live sources ---------------------------------------------------------------------------
+
+
+def run_live(args: argparse.Namespace, choice: StrategyChoice, spec: inputs.ModelSpec) -> int:
+    """`--live`: push the source's frames to a `LiveTracker` as they decode (see the module
+    docstring for the exit codes)."""
+    if args.resume:
+        raise InputError("--resume does not apply to --live: a live source cannot be replayed")
+    if args.backend != "sam2":
+        raise InputError("--live runs the sam2 backend (the synthetic one needs a saved video)")
+    inputs.check_frame(args.mask_frame, None, "--mask-frame")
+    tracker = LiveTracker(choice.strategy, inputs.live_backend("sam2", spec), max_lag=args.max_lag)
+    objects: set[int] = set()
+    if args.mask is not None:
+        ids = read_mask(args.mask)
+        validate_mask(ids, ids.shape, max_objects=args.objects, name=f"mask {args.mask}")
+        tracker.prompt(ids, frame=args.mask_frame)
+        objects = {int(v) for v in set(ids.ravel().tolist()) - {0}}
+    prompt = box_or_points(args, objects)
+    if prompt is not None:
+        tracker.prompt(prompt)
+    options = dict(_option(text) for text in args.input_option)
+    source = LiveSource(args.video, args.input_format, options, args.source_timeout).open()
+    viz = importlib.import_module("treemem.viz.preview") if args.overlays or args.serve else None
+    held = None if viz is None else viz.HeldFrames()
+    sinks: list[FrameSink] = []
+    try:
+        if viz is not None:
+            overlays = viz.Overlays(held)
+            if args.overlays is not None:
+                sinks.append(viz.OverlayFolder(args.overlays, overlays))
+            if args.serve is not None:
+                server = viz.PreviewServer(*_address(args.serve), overlays).start()
+                sinks.append(server)
+                print(f"treemem: live preview at {server.url}", file=sys.stderr)
+        with _stop_on_ctrl_c() as stopped:
+            frames = _until(stopped, source.frames())
+            report = run_live_to_folder(
+                tracker, frames if held is None else held.hold(frames), choice, args.out,
+                source.describe, backend_info=spec.info("sam2"), overwrite=args.overwrite,
+                progress=False if args.no_progress else None, extra_sinks=sinks,
+            )
+    finally:
+        source.close()
+        for sink in sinks:
+            getattr(sink, "close", lambda: None)()
+    ended = "stopped by Ctrl-C" if stopped[0] else "the source ended"
+    if source.broken is None:
+        print(f"{ended} after {source.decoded} frames; wrote {report['frames']} frames of "
+              f"{len(report['objects'])} object(s) to {args.out / 'masks'}")
+        return 0
+    print(f"treemem: the source broke off after {source.decoded} frames ({source.broken}); "
+          f"the {report['frames']} frames decided are in {args.out / 'masks'}", file=sys.stderr)
+    return SOURCE_BROKE
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise InputError(f"--input-option needs KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _address(text: str) -> tuple[str, int]:
+    """`--serve [HOST:]PORT` -> (host, port); host defaults to the loopback address."""
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise InputError(f"--serve needs [HOST:]PORT, got {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise InputError(f"--serve port must be in 0..65535, got {number}")
+    return host or "127.0.0.1", number
+
+
+@contextmanager
+def _stop_on_ctrl_c() -> Iterator[list[bool]]:
+    """The first Ctrl-C ends the stream after the frame being searched (what is open is
+    then decided and written); a second one interrupts at once."""
+    stopped = [False]
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopped[0] = True
+        signal.signal(signal.SIGINT, previous)
+
+    with suppress(ValueError):  # not the main thread (an embedding program): Ctrl-C as usual
+        signal.signal(signal.SIGINT, stop)
+    try:
+        yield stopped
+    finally:
+        if signal.getsignal(signal.SIGINT) is stop:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _until(stopped: list[bool], frames: Iterator[UInt8Array]) -> Iterator[UInt8Array]:
+    for frame in frames:
+        if stopped[0]:
+            return
+        yield frame
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:

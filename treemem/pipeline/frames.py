@@ -20,7 +20,7 @@ waits for a slower object costs about one byte per pixel per object, not four.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -122,15 +122,50 @@ class FrameResult:
         return compose_ids(self.objects, self.masks)
 
 
+@dataclass(eq=False)
+class _Search:
+    """One direction's search: its engine and the decided masks waiting for a slower object.
+
+    `starts` maps each object tracked this way to the first frame it is tracked on (its first
+    prompt reached in tracking order); `next_frame` is the next frame to yield; `last` the
+    last frame to yield (None: a stream of unknown length); `frame` the frame searched last.
+    """
+
+    engine: Engine
+    sign: int
+    next_frame: int
+    last: int | None
+    rejected_before: int
+    starts: dict[int, int] = field(default_factory=dict)
+    frame: int | None = None
+    pending: dict[int, dict[int, ObjectMask]] = field(default_factory=dict)
+
+    def position(self, frame: int) -> int:
+        """A frame's place in tracking order (ascending both ways)."""
+        return frame * self.sign
+
+    def tracks(self, obj: int, frame: int) -> bool:
+        return obj in self.starts and self.position(self.starts[obj]) <= self.position(frame)
+
+    def add_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """Prompts on frames not searched yet; an object is tracked from its first prompt at
+        or after `next_frame` in tracking order (one behind it is conditioning memory only)."""
+        self.engine.add_prompts(prompts)
+        for prompt in sorted(prompts, key=lambda p: self.position(p.frame)):
+            if self.position(prompt.frame) >= self.position(self.next_frame):
+                self.starts.setdefault(prompt.obj, prompt.frame)
+
+
 @dataclass(frozen=True, eq=False)
 class StreamState:
-    """A one-direction `FrameStream` between two frames (`FrameStream.snapshot`): the
-    engine's state, the next frame to yield (frames before it in tracking order were
-    yielded), the masks of frames some objects have been decided on but not all (frame ->
-    object -> mask), and the forced count."""
+    """A one-direction `FrameStream` of a video between two frames (`FrameStream.snapshot`):
+    the engine's state, the next frame to yield (the frames before it in tracking order were
+    yielded), the frame each object is tracked from, the masks of frames some objects have
+    been decided on but not all (frame -> object -> mask), and the forced count."""
 
     engine: EngineState
     next_frame: int
+    starts: dict[int, int]
     pending: dict[int, dict[int, ObjectMask]]
     forced: int
 
@@ -139,19 +174,24 @@ class StreamState:
 class FrameStream:
     """Runs the search and yields `FrameResult`s in tracking order as they complete.
 
-    After (or while) iterating: `record` is the search tree, `decisions` the engine's
-    decisions in the order they came, `lags` how many frames late each was decided,
-    `forced` how many `max_lag` forced, `rejected` the candidates rejected as non-finite.
-    `on_frame(done, total)` is called after each searched frame (progress).
+    Two ways to drive it: `frames()` runs a video of known length, in `direction`, from
+    `start_frame` (default: the first prompt frame that way, the earliest forward and the
+    latest backward) to `last_frame` (inclusive; default: the end of the video that way);
+    "both" takes neither frame (see the module docstring). `track(frames)` runs any iterable
+    of frame indices in one direction, of unknown length (a live source), and
+    `start`/`step`/`finish` do the same one frame at a time for a caller that is handed frames
+    (`treemem.stream`), which may also add prompts between frames (`add_prompts`). Nothing
+    here reads the video's length except `frames()` and `frame_count`.
 
-    One direction tracks from `start_frame` (default: the first prompt frame in that
-    direction, the earliest forward and the latest backward) to `last_frame` (inclusive;
-    default: the end of the video that way); an object is tracked from its first prompt
-    reached, and a prompt beyond `start_frame` on the side not tracked is conditioning
-    memory only. "both" takes neither frame (see the module docstring).
+    An object is tracked from its first prompt reached; a prompt behind the first frame
+    tracked is conditioning memory only. After (or while) iterating: `record` is the search
+    tree, `decisions` the engine's decisions in the order they came, `lags` how many frames
+    late each was decided, `forced` how many `max_lag` forced, `rejected` the candidates
+    rejected as non-finite.
 
-    `snapshot()` (from `on_frame`) and `restore()` (before `frames`) let a resumed run go on
-    from a snapshot, for one direction; `decisions` and `lags` then hold the resumed part.
+    `snapshot()` (from `frames()`' `on_frame`) and `restore()` (before `frames()`) let a
+    resumed run of a video in one direction go on from a snapshot; `decisions` and `lags`
+    then hold the resumed part only.
     """
 
     backend: Backend
@@ -168,38 +208,43 @@ class FrameStream:
     lags: list[int] = field(default_factory=list)
     forced: int = 0
     rejected: int = 0
+    _added: list[Prompt] = field(default_factory=list, repr=False)
+    _search: _Search | None = field(default=None, repr=False)
     _started: bool = field(default=False, repr=False)
-    _engine: Engine | None = field(default=None, repr=False)
-    _pending: dict[int, dict[int, ObjectMask]] = field(default_factory=dict, repr=False)
-    _next_frame: int = field(default=0, repr=False)
+    _current: _Search | None = field(default=None, repr=False)
     _restored: StreamState | None = field(default=None, repr=False)
 
     @property
     def objects(self) -> tuple[int, ...]:
-        return tuple(sorted({p.obj for p in self.prompts}))
+        return tuple(sorted({p.obj for p in (*self.prompts, *self._added)}))
 
     @property
     def first_frame(self) -> int:
         """The first frame tracked (for "both", the forward search's: the earliest prompt)."""
-        return self._span("forward" if self.direction == "both" else self.direction)[0]
+        if self.start_frame is not None:
+            return self.start_frame
+        step = frame_step("forward" if self.direction == "both" else self.direction)
+        frames = [p.frame for p in (*self.prompts, *self._added)]
+        if not frames:
+            raise InputError("at least one prompt is needed")
+        return min(frames, key=lambda f: f * step)
 
     @property
     def frame_count(self) -> int:
-        """How many frames the search visits (both searches' together for "both")."""
+        """How many frames `frames()` visits (both searches' together for "both")."""
         return sum(abs(last - first) + 1 for first, last in map(self._span, self._directions()))
 
     def _directions(self) -> tuple[Direction, ...]:
         return ("forward", "backward") if self.direction == "both" else (self.direction,)
 
     def _span(self, direction: Direction) -> tuple[int, int]:
-        """(first, last) frame one search tracks, both inclusive, in tracking order."""
+        """(first, last) frame one search of the video tracks, both inclusive."""
         if not self.prompts:
             raise InputError("at least one prompt is needed")
         step = frame_step(direction)
-        frames = [p.frame for p in self.prompts]
         first = self.start_frame
         if first is None:
-            first = min(frames, key=lambda f: f * step)
+            first = min((p.frame for p in self.prompts), key=lambda f: f * step)
         end = self.backend.num_frames - 1 if step > 0 else 0
         last = end if self.last_frame is None else self.last_frame
         if not 0 <= first < self.backend.num_frames or (last - first) * step < 0:
@@ -209,15 +254,15 @@ class FrameStream:
             )
         return first, max(0, min(last, self.backend.num_frames - 1))
 
+    # --- a video of known length ------------------------------------------------------------
+
     def frames(self, on_frame: Callable[[int], None] | None = None) -> Iterator[FrameResult]:
         """The complete frames, in tracking order; `on_frame(done)` after each searched
         frame (done counts both searches of "both")."""
-        if self._started:
-            raise TreememError("a FrameStream runs one search; make a new one to track again")
-        self._started = True
+        self._begin()
         check_direction(self.direction)
         if self.direction != "both":
-            yield from self._search(self.direction, on_frame)
+            yield from self._video(self.direction, on_frame)
             return
         if self.start_frame is not None or self.last_frame is not None:
             raise InputError("direction 'both' tracks the whole video: give no start or last frame")
@@ -236,12 +281,12 @@ class FrameStream:
             if on_frame is not None:
                 on_frame(done + count)
 
-        for result in self._search("forward", on_frame):
+        for result in self._video("forward", on_frame):
             if any(result.frame < start for start in starts.values()):
                 waiting[result.frame] = result
             else:
                 yield result
-        for result in self._search("backward", backward_progress):
+        for result in self._video("backward", backward_progress):
             ahead = waiting.pop(result.frame, None)
             if ahead is None:
                 if result.frame < min(starts.values()):
@@ -253,90 +298,157 @@ class FrameStream:
             )
             yield FrameResult(result.frame, self.objects, masks)
 
-    def _search(
+    def _video(
         self, direction: Direction, on_frame: Callable[[int], None] | None
     ) -> Iterator[FrameResult]:
-        """One search's complete frames, in its tracking order."""
-        objects = self.objects
-        step = frame_step(direction)
+        """One search's complete frames of the video, in its tracking order."""
         first, last = self._span(direction)
-        end = last + step
-
-        def position(frame: int) -> int:
-            return frame * step
-
-        starts: dict[int, int] = {}
-        for prompt in sorted(self.prompts, key=lambda p: position(p.frame)):
-            if position(prompt.frame) >= position(first):
-                starts.setdefault(prompt.obj, prompt.frame)
-        empty = ObjectMask.empty(self.backend.frame_size)
-        engine = Engine(
-            self.strategy, self.backend, record=self.record, max_lag=self.max_lag,
-            direction=direction,
-        )
-        span_first = first
-        self._engine, self._next_frame, pending = engine, first, self._pending
-        if self._restored is not None:
-            engine.restore(self._restored.engine)
-            self._next_frame, self.forced = self._restored.next_frame, self._restored.forced
-            pending.update(self._restored.pending)
-            first = self._restored.engine.frame + step
-        searched = [first - step]
-
-        def progress(frame: int) -> None:
-            searched[0] = frame
+        search = self._new_search(direction, first, last)
+        step = search.sign
+        resume_at = first if search.frame is None else search.frame + step
+        for frame in range(resume_at, last + step, step):
+            yield from self._step(search, frame)
             if on_frame is not None:
-                on_frame(position(frame) - position(span_first) + 1)
-
-        def tracked(obj: int, frame: int) -> bool:
-            return obj in starts and position(starts[obj]) <= position(frame)
-
-        frames = range(first, end, step)
-        for decision in engine.run(self.prompts, frames=frames, progress=progress):
-            self.decisions.append(decision)
-            newest = min(position(searched[0]) + 1, position(last))
-            self.lags.append(newest - position(decision.frame))
-            self.forced += decision.forced
-            if position(decision.frame) > position(last):
-                continue
-            logits = self.backend.mask_logits(decision.node)
-            if logits.shape != self.backend.frame_size:
-                raise TreememError(
-                    f"the backend gave {logits.shape} mask logits for a "
-                    f"{self.backend.frame_size} video"
-                )
-            pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
-            while (next_frame := self._next_frame) != end:
-                found = pending.get(next_frame, {})
-                if any(tracked(o, next_frame) and o not in found for o in objects):
-                    break
-                pending.pop(next_frame, None)
-                masks = tuple(found.get(o, empty) for o in objects)
-                yield FrameResult(next_frame, objects, masks)
-                self._next_frame = next_frame + step
-        self.rejected += engine.rejected
-        if self._next_frame != end:
+                on_frame(search.position(frame) - search.position(first) + 1)
+        yield from self._finish(search)
+        if search.next_frame != last + step:
             raise TreememError(
-                f"frame {self._next_frame} was not decided for every object; this is a treemem "
-                "bug, please report it"
+                f"frame {search.next_frame} was not decided for every object; this is a "
+                "treemem bug, please report it"
             )
 
+    # --- frames one at a time (a source of unknown length) -----------------------------------
+
+    def track(
+        self, frames: Iterable[int], on_frame: Callable[[int], None] | None = None
+    ) -> Iterator[FrameResult]:
+        """The complete frames of `frames` (frame indices in tracking order from the first
+        prompt on, any number of them), in order; the end of `frames` finalises what is open."""
+        self.start()
+        first = self.first_frame
+        for frame in frames:
+            yield from self.step(frame)
+            if on_frame is not None:
+                on_frame(abs(frame - first) + 1)
+        yield from self.finish()
+
+    def start(self) -> None:
+        """Make the engine and store the prompts given so far (at least one)."""
+        self._begin()
+        if self.direction == "both":
+            raise InputError("direction 'both' needs the whole video: use frames()")
+        if not self.prompts:
+            raise TreememError("at least one prompt is needed")
+        self._search = self._new_search(self.direction, self.first_frame, None)
+
+    def add_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """More prompts, on frames not searched yet (a new object, or a re-prompt)."""
+        self._running().add_prompts(prompts)
+        self._added.extend(prompts)
+
+    def step(self, frame: int) -> Iterator[FrameResult]:
+        """Search `frame`; yields the frames it completes."""
+        yield from self._step(self._running(), frame)
+
+    def finish(self) -> Iterator[FrameResult]:
+        """The end of the frames: decide what is still open, yield the frames left."""
+        yield from self._finish(self._running())
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self._started:
+            raise TreememError("a FrameStream runs one search; make a new one to track again")
+        self._started = True
+
+    def _running(self) -> _Search:
+        if self._search is None:
+            raise TreememError("call start() first")
+        return self._search
+
+    def _new_search(self, direction: Direction, first: int, last: int | None) -> _Search:
+        engine = Engine(self.strategy, self.backend, record=self.record, max_lag=self.max_lag,
+                        direction=direction)
+        search = _Search(engine, frame_step(direction), first, last, self.rejected)
+        restored = self._restored
+        if restored is None:
+            search.add_prompts(self.prompts)
+        else:
+            engine.restore(restored.engine)
+            search.next_frame, search.frame = restored.next_frame, restored.engine.frame
+            search.starts.update(restored.starts)
+            search.pending.update({f: dict(masks) for f, masks in restored.pending.items()})
+            self.forced = restored.forced
+        self._current = search
+        return search
+
+    # --- snapshots ---------------------------------------------------------------------------
+
     def snapshot(self) -> StreamState:
-        """The stream between two frames: call it from `frames`' `on_frame` callback, when
+        """The stream between two frames: call it from `frames()`' `on_frame` callback, when
         every frame decided so far has been yielded (and written by the caller's sinks)."""
-        if self._engine is None:
-            raise TreememError("the stream has not started: nothing to snapshot")
+        search = self._current
+        if search is None or search.frame is None:
+            raise TreememError("the stream has not searched a frame yet: nothing to snapshot")
         if self.direction == "both":
             raise TreememError("snapshots cover one-direction streams, not direction 'both'")
-        pending = {frame: dict(masks) for frame, masks in self._pending.items()}
-        return StreamState(self._engine.snapshot(), self._next_frame, pending, self.forced)
+        pending = {frame: dict(masks) for frame, masks in search.pending.items()}
+        return StreamState(
+            search.engine.snapshot(), search.next_frame, dict(search.starts), pending, self.forced
+        )
 
     def restore(self, state: StreamState) -> None:
-        """Go on from `state` when `frames` runs: `record` must be the snapshot's record and
-        the backend must hold its memories (see `Engine.restore`)."""
+        """Go on from `state` when `frames()` runs: `record` must be the snapshot's record
+        and the backend must hold its memories (see `Engine.restore`)."""
         if self._started or self.direction == "both":
             raise TreememError("restore a one-direction FrameStream before it runs")
         self._restored = state
+
+    def _step(self, search: _Search, frame: int) -> Iterator[FrameResult]:
+        search.frame = frame
+        for decision in search.engine.step(frame):
+            yield from self._take(search, decision)
+        self.rejected = search.rejected_before + search.engine.rejected
+
+    def _finish(self, search: _Search) -> Iterator[FrameResult]:
+        for decision in search.engine.finish():
+            yield from self._take(search, decision)
+        self.rejected = search.rejected_before + search.engine.rejected
+        yield from self._complete(search)
+
+    def _take(self, search: _Search, decision: FrameDecision) -> Iterator[FrameResult]:
+        """Keep one decision's mask; yield the frames it completes, in tracking order."""
+        self.decisions.append(decision)
+        current = decision.frame if search.frame is None else search.frame
+        self.lags.append(search.position(current) - search.position(decision.frame))
+        self.forced += decision.forced
+        if search.last is not None and search.position(decision.frame) > search.position(
+            search.last
+        ):
+            return
+        logits = self.backend.mask_logits(decision.node)
+        if logits.shape != self.backend.frame_size:
+            raise TreememError(
+                f"the backend gave {logits.shape} mask logits for a "
+                f"{self.backend.frame_size} video"
+            )
+        search.pending.setdefault(decision.frame, {})[decision.obj] = ObjectMask.from_logits(logits)
+        yield from self._complete(search)
+
+    def _complete(self, search: _Search) -> Iterator[FrameResult]:
+        """Yield the searched frames every object tracked on them has been decided on."""
+        objects = self.objects
+        empty = ObjectMask.empty(self.backend.frame_size)
+        while search.frame is not None and search.position(search.next_frame) <= search.position(
+            search.frame
+        ):
+            frame = search.next_frame
+            found = search.pending.get(frame, {})
+            if any(search.tracks(o, frame) and o not in found for o in objects):
+                break
+            search.pending.pop(frame, None)
+            yield FrameResult(frame, objects, tuple(found.get(o, empty) for o in objects))
+            search.next_frame += search.sign
 
 
 __all__ = [

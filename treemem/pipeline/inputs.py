@@ -278,6 +278,45 @@ def _open_sam2(video: VideoInput, spec: ModelSpec, models: ModelCache) -> Opened
                        _closers=closers)
 
 
+def live_backend(
+    backend: BackendName | Backend | None,
+    model: ModelSpec | None = None,
+    *,
+    models: ModelCache | None = None,
+) -> Callable[[tuple[int, int], Callable[[int], UInt8Array]], Backend]:
+    """The backend opener of a live source: (frame size, frame reader) -> a backend, made
+    when the first frame arrives (a stream's size is known only then).
+
+    sam2 (the default) reads the pushed frames, knows no length and never reads ahead; a
+    `Backend` instance (e.g. a `SyntheticBackend` over the video being pushed) reads its own
+    frames, the pushed ones only fix the frame indices. The synthetic backend by name has no
+    video to simulate a tracker over: give it as an instance."""
+    spec = model if model is not None else ModelSpec()
+    check_dtype(backend, spec.dtype)
+    if backend is not None and not isinstance(backend, str):
+        instance = backend
+        return lambda size, read: instance
+    if backend == "synthetic":
+        raise InputError(
+            "the synthetic backend simulates a tracker over a SyntheticVideo's scene; for a "
+            "stream pass backend=SyntheticBackend(video) and push that video's frames"
+        )
+    if backend not in (None, "sam2"):
+        raise ConfigError(f"unknown backend {backend!r}; use 'sam2', 'synthetic' or a Backend")
+    spec.check()
+    module = import_sam2_backend()
+    cache = models if models is not None else ModelCache()
+
+    def make(size: tuple[int, int], read: Callable[[int], UInt8Array]) -> Backend:
+        made: Backend = module.Sam2Backend(
+            cache.get(spec), read, None, size, offload=spec.offload,
+            autocast=module.autocast_dtype(spec.dtype),
+        )
+        return made
+
+    return make
+
+
 def import_sam2_backend() -> Any:
     """`treemem.backends.sam2`, or an `InputError` naming the missing extra (torch, sam2)."""
     try:
@@ -301,12 +340,13 @@ array or a PNG path (palette PNG, or grayscale 0/1 or 0/255 for one object)."""
 def as_prompts(
     prompts: PromptInput,
     frame_size: tuple[int, int],
-    num_frames: int,
+    num_frames: int | None,
     frame: int = 0,
     *,
     max_objects: int | None = None,
 ) -> list[Prompt]:
-    """Normalise prompts to `Prompt` records, each checked against the video."""
+    """Normalise prompts to `Prompt` records, each checked against the video (`num_frames`
+    None: a live source of unknown length)."""
     if isinstance(prompts, Prompt):
         found = [prompts]
     elif isinstance(prompts, (str, os.PathLike, np.ndarray)):
@@ -335,13 +375,19 @@ def _id_array(mask: npt.NDArray[Any]) -> UInt8Array:
     return mask.astype(np.uint8)
 
 
-def check_frame(frame: int, num_frames: int, what: str = "frame") -> None:
+def check_frame(frame: int, num_frames: int | None, what: str = "frame") -> None:
+    """`num_frames` None: a live source, whose frames are any index >= 0."""
+    if num_frames is None:
+        if frame < 0:
+            raise InputError(f"{what} {frame}, but frames count from 0")
+        return
     if not 0 <= frame < num_frames:
         raise InputError(f"{what} {frame} is outside the video (frames 0..{num_frames - 1})")
 
 
-def check_prompt(prompt: Prompt, frame_size: tuple[int, int], num_frames: int) -> None:
-    """One prompt against the video: its frame, object id, mask size, box and points."""
+def check_prompt(prompt: Prompt, frame_size: tuple[int, int], num_frames: int | None) -> None:
+    """One prompt against the video (`num_frames` None: a live source of unknown length):
+    its frame, object id, mask size, box and points."""
     check_frame(prompt.frame, num_frames, f"the prompt for object {prompt.obj} is on frame")
     if not 0 < prompt.obj <= 255:
         raise InputError(f"object ids must be in 1..255 (palette PNG ids), got {prompt.obj}")

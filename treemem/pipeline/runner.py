@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,13 @@ import treemem
 from treemem.backend import MemoryExport
 from treemem.pipeline.frames import FrameStream, RunDirection, check_direction
 from treemem.pipeline.inputs import OpenedVideo
+from treemem.pipeline.live import LiveTracker
 from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
 from treemem.pipeline.snapshots import SnapshotWriter, resume_point
 from treemem.registry import REGISTRY
 from treemem.resume import PARTIAL, run_settings
 from treemem.strategy import StrategySet
-from treemem.types import ConfigError, Prompt
+from treemem.types import ConfigError, Prompt, UInt8Array
 
 log = logging.getLogger("treemem.run")
 
@@ -151,8 +152,68 @@ def run_to_folder(
     except BaseException:
         folder.close()
         raise
-    frames = folder.masks.written
-    report: dict[str, Any] = {
+    report = _report(choice, parameters, info, prompts, stream, folder.masks.written, max_lag,
+                     seconds, direction)
+    folder.finish(report)
+    return report
+
+
+def run_live_to_folder(
+    tracker: LiveTracker,
+    frames: Iterable[UInt8Array],
+    choice: StrategyChoice,
+    out: Path,
+    describe: Callable[[], dict[str, Any]],
+    *,
+    backend_info: dict[str, Any],
+    overwrite: bool = False,
+    progress: bool | None = None,
+    extra_sinks: Sequence[FrameSink] = (),
+) -> dict[str, Any]:
+    """`run_to_folder` for a live source: frames of unknown length, pushed to `tracker` as
+    they come; each frame's PNG is written as soon as it is decided, and the end of `frames`
+    (the source stopped or broke off) decides and writes the rest, then run.json. `describe()`
+    says what run.json records about the source, once it has ended.
+
+    A live run does not resume (a live source cannot be replayed); its run.partial.json only
+    marks a folder whose run did not finish."""
+    parameters = parameters_record(choice.parameters)
+    settings = run_settings(choice.name, parameters, {"video": {"live": True}},
+                            tracker.given, tracker.max_lag)
+    folder = RunFolder.open(out, None, settings, tracker.record, overwrite=overwrite)
+    started = time.perf_counter()
+    sink_seconds = 0.0
+    try:
+        with progress_bar(None, choice.name, enabled=progress) as bar:
+            for result in tracker.track(frames, on_frame=lambda _: bar.update(1)):
+                writing = time.perf_counter()
+                for sink in (folder, *extra_sinks):
+                    sink.write(result)
+                sink_seconds += time.perf_counter() - writing
+    except BaseException:
+        folder.close()
+        raise
+    seconds = time.perf_counter() - started - sink_seconds
+    info = {"video": describe(), "backend": backend_info}
+    report = _report(choice, parameters, info, tracker.given, tracker, folder.masks.written,
+                     tracker.max_lag, seconds, "forward")
+    folder.finish(report)
+    return report
+
+
+def _report(
+    choice: StrategyChoice,
+    parameters: dict[str, Any],
+    info: dict[str, Any],
+    prompts: Sequence[Prompt],
+    stream: FrameStream | LiveTracker,
+    frames: int,
+    max_lag: int | None,
+    seconds: float,
+    direction: RunDirection,
+) -> dict[str, Any]:
+    """What run.json holds."""
+    return {
         "treemem": treemem.__version__,
         "strategy": choice.name,
         "parameters": parameters,
@@ -169,5 +230,3 @@ def run_to_folder(
         "seconds": round(seconds, 3),
         "fps": round(frames / seconds, 3) if seconds > 0 else None,
     }
-    folder.finish(report)
-    return report

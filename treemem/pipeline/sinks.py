@@ -89,15 +89,16 @@ class IdArraySink:
 
 @dataclass(eq=False)
 class PaletteFolderSink:
-    """One DAVIS palette PNG per frame, `folder/NAME.png` with NAME from `names`, written
-    atomically as each frame completes.
+    """One DAVIS palette PNG per frame, `folder/NAME.png` with NAME from `names` (None: the
+    frame number, `00042`, for a live source whose length is unknown), written atomically as
+    each frame completes.
 
     With `keep_equal` (a resumed run) a PNG already on disk holding the same ids is left
     untouched, any other one is replaced.
     """
 
     folder: Path
-    names: Sequence[str]
+    names: Sequence[str] | None
     keep_equal: bool = False
     written: int = 0
 
@@ -107,7 +108,8 @@ class PaletteFolderSink:
 
     def write(self, result: FrameResult) -> None:
         ids = result.ids()
-        path = self.folder / f"{self.names[result.frame]}.png"
+        name = f"{result.frame:05d}" if self.names is None else self.names[result.frame]
+        path = self.folder / f"{name}.png"
         if not (self.keep_equal and _holds(path, ids)):
             with output_errors(path):
                 write_palette_png(path, ids)
@@ -191,7 +193,7 @@ class RunFolder:
     def open(
         cls,
         out: Path,
-        names: Sequence[str],
+        names: Sequence[str] | None,
         settings: dict[str, Any],
         record: TreeRecord,
         *,
@@ -292,8 +294,8 @@ def parameters_record(params: Any) -> dict[str, Any]:
     return {}
 
 
-def progress_bar(total: int, label: str, *, unit: str = "frames", enabled: bool | None = None,
-                 stream: IO[str] | None = None) -> Any:
+def progress_bar(total: int | None, label: str, *, unit: str = "frames",
+                 enabled: bool | None = None, stream: IO[str] | None = None) -> Any:
     """A tqdm bar on stderr, off by default when stderr is not a terminal (logs and CI)."""
     from tqdm import tqdm
 
