@@ -4,7 +4,10 @@ Prints seconds per frame of greedy and of sam2long with P = 2, 3, 4 on the same 
 model, the ratio to greedy, greedy's frame time split by component, the distinct pathways
 computed per frame, and the compute floor = greedy's encoder time + distinct pathways x
 greedy's time for the rest. Random weights (seeded) are fine for time. With --long it also
-prints peak memory after 100 and 1,000 frames.
+prints peak memory after 100 and 1,000 frames. With --compile both sides run compiled: treemem
+through `Sam2Backend(compile=True)`, sam2's predictor with the same compiled components plus its
+own memory attention compiled as `SAM2VideoPredictorVOS` does (the warm-up pass pays the
+compiler; the timed passes do not).
 
     python bench/sam2_overhead.py --config configs/sam2.1/sam2.1_hiera_t.yaml --image-size 512
 """
@@ -25,6 +28,7 @@ import torch
 import treemem.backends.sam2.backend as backend_module
 from treemem import Engine, Prompt, load_strategy
 from treemem.backends.sam2 import Sam2Backend, autocast_dtype, build_random_model
+from treemem.backends.sam2.compiled import compile_mode
 from treemem.backends.synthetic_video import make_video
 
 
@@ -62,9 +66,11 @@ def run(
     strategy: str,
     overrides: dict[str, Any],
     autocast: torch.dtype | None = None,
+    compile: bool = False,
 ) -> tuple[float, float]:
     """(seconds per tracked frame, mean distinct pathways per frame)."""
-    backend = Sam2Backend(model, lambda i: frames[i], len(frames), mask.shape, autocast=autocast)
+    backend = Sam2Backend(model, lambda i: frames[i], len(frames), mask.shape, autocast=autocast,
+                          compile=compile)
     engine = Engine(load_strategy(strategy, overrides), backend)
     cuda = next(model.parameters()).is_cuda
     if cuda:
@@ -151,6 +157,9 @@ def main() -> None:
         "as `treemem run --dtype`; sam2's predictor under the same autocast)",
     )
     parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the model on both sides"
+    )
+    parser.add_argument(
         "--long", action="store_true", help="also peak memory at 100 / 1,000 frames"
     )
     parser.add_argument(
@@ -163,20 +172,27 @@ def main() -> None:
     video = make_video(seed=3, num_frames=args.frames, height=360, width=480)
     frames, mask = video.frames, video.gt[0] == 1
     autocast = autocast_dtype(args.dtype)
-    run(model, frames[:4], mask, "greedy", {}, autocast)  # warm-up
-    greedy_spf, _ = run(model, frames, mask, "greedy", {}, autocast)
+    if args.compile:
+        model.memory_attention.forward = torch.compile(
+            model.memory_attention.forward, mode=compile_mode(device), dynamic=True
+        )
+    options = {"autocast": autocast, "compile": args.compile}
+    run(model, frames[:4], mask, "greedy", {}, **options)  # warm-up
+    if args.compile:
+        run(model, frames[:4], mask, "sam2long", {"pathways": 4}, **options)  # batch shapes
+    greedy_spf, _ = run(model, frames, mask, "greedy", {}, **options)
     # The split comes from a second, instrumented pass: its synchronisations slow it down,
     # so the ratios below use the plain pass.
     timers = Timers(device)
     restore = instrument(model, timers)
-    instrumented_spf, _ = run(model, frames, mask, "greedy", {}, autocast)
+    instrumented_spf, _ = run(model, frames, mask, "greedy", {}, **options)
     restore()
     scale = greedy_spf / instrumented_spf
     split = {name: scale * s / len(frames) for name, s in timers.seconds.items()}
     rest = sum(v for k, v in split.items() if k != "image encoder")
     print(
         f"device {device}, config {args.config}, image size {args.image_size}, "
-        f"{args.frames} frames, dtype {args.dtype}"
+        f"{args.frames} frames, dtype {args.dtype}, compile {args.compile}"
     )
     print(
         f"greedy: {greedy_spf:.4f} s/frame; split per frame: "
@@ -188,13 +204,15 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     print(f"| greedy | {greedy_spf:.4f} | 1.00 | 1.00 | 1.00 | - |")
     if args.compare_sam2:
+        if args.compile:
+            sam2_predictor_seconds(model, frames[:4], mask, autocast)  # warm-up
         reference = sam2_predictor_seconds(model, frames, mask, autocast)
         print(
             f"| sam2 SAM2VideoPredictor | {reference:.4f} | {reference / greedy_spf:.2f} "
             "| - | - | - |"
         )
     for pathways in (2, 3, 4):
-        spf, distinct = run(model, frames, mask, "sam2long", {"pathways": pathways}, autocast)
+        spf, distinct = run(model, frames, mask, "sam2long", {"pathways": pathways}, **options)
         floor = split.get("image encoder", 0.0) + distinct * rest
         print(
             f"| sam2long P={pathways} | {spf:.4f} | {spf / greedy_spf:.2f} | {distinct:.2f} | "
@@ -205,7 +223,7 @@ def main() -> None:
             long_video = make_video(seed=4, num_frames=count, height=120, width=160)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            run(model, long_video.frames, long_video.gt[0] == 1, "sam2long", {}, autocast)
+            run(model, long_video.frames, long_video.gt[0] == 1, "sam2long", {}, **options)
             print(f"peak memory after {count} frames: {peak_memory_mb(device):.0f} MiB")
 
 

@@ -187,12 +187,93 @@ def test_points_and_box_prompts(video: SyntheticVideo) -> None:
         (lambda p, s: p.add_new_points_or_box(s, 0, 1, box=(5, 5, 2, 9)), "not a box"),
         (lambda p, s: p.add_new_points_or_box(s, 0, 1), "give points"),
         (lambda p, s: list(p.propagate_in_video(s)), "no prompt yet"),
+        (lambda p, s: list(p.propagate_in_video(s, reverse=True, direction="forward")),
+         "contradicts"),
+        (lambda p, s: list(p.propagate_in_video(s, direction="sideways")),
+         "direction must be one of forward, backward, both"),
     ],
 )
 def test_predictor_refuses_bad_input(video: SyntheticVideo, call: object, message: str) -> None:
     predictor = Predictor("synthetic", "greedy")
     with predictor.init_state(video) as state, pytest.raises(TreememError, match=message):
         call(predictor, state)  # type: ignore[operator]
+
+
+def test_backward_and_both_from_a_mid_video_prompt(video: SyntheticVideo) -> None:
+    """`direction` for track() and `reverse=True` for the predictor: backward covers the
+    prompt frame and the frames before it, both covers every frame, from the forward search
+    on and after the prompt and from the backward search before it."""
+    mid = 10
+    prompts = [Prompt(obj, mid, mask=video.gt[mid] == obj) for obj in (1, 2)]
+    forward = treemem.track(video, prompts, "sam2long")
+    backward = treemem.track(video, prompts, "sam2long", direction="backward")
+    both = treemem.track(video, prompts, "sam2long", direction="both")
+    assert backward.direction == "backward" and backward.first_frame == mid
+    assert not forward.masks[:mid].any() and not backward.masks[mid + 1 :].any()
+    assert backward.masks[:mid].any()
+    np.testing.assert_array_equal(both.masks[mid:], forward.masks[mid:])
+    np.testing.assert_array_equal(both.masks[:mid], backward.masks[:mid])
+    predictor = Predictor("synthetic", "sam2long", non_overlap_masks=True)
+    with predictor.init_state(video) as state:
+        for prompt in prompts:
+            predictor.add_new_mask(state, mid, prompt.obj, prompt.mask)
+        found = list(predictor.propagate_in_video(state, reverse=True, max_frame_num_to_track=4))
+        two_ways = list(predictor.propagate_in_video(state, direction="both"))
+    assert [frame for frame, _, _ in found] == [10, 9, 8, 7, 6]
+    for frame, obj_ids, masks in found:
+        for obj, mask in zip(obj_ids, masks, strict=True):
+            assert np.array_equal(mask, backward.masks[frame] == obj), (frame, obj)
+    assert sorted(frame for frame, _, _ in two_ways) == list(range(FRAMES))
+    for frame, obj_ids, masks in two_ways:
+        for obj, mask in zip(obj_ids, masks, strict=True):
+            assert np.array_equal(mask, both.masks[frame] == obj), (frame, obj)
+
+
+def test_a_stream_starts_and_stops_where_it_is_told(video: SyntheticVideo) -> None:
+    """What a sam2-style predictor asks of the run layer: one direction from a start frame
+    for a number of frames. Frames before the object's prompt (in tracking order) are empty;
+    from the prompt on they are the same as a search started at the prompt."""
+    from treemem.pipeline.frames import FrameStream
+
+    prompt = Prompt(1, 10, mask=video.gt[10] == 1)
+
+    def frames(**where: object) -> dict[int, np.ndarray]:
+        stream = FrameStream(SyntheticBackend(video), load_strategy("greedy"), [prompt],
+                             direction="backward", **where)  # type: ignore[arg-type]
+        return {r.frame: r.ids() for r in stream.frames()}
+
+    from_prompt = frames()
+    late = frames(start_frame=13, last_frame=13 - 8)
+    assert list(late) == list(range(13, 4, -1))
+    assert not any(late[f].any() for f in (13, 12, 11))
+    for frame in range(10, 4, -1):
+        np.testing.assert_array_equal(late[frame], from_prompt[frame])
+    with pytest.raises(InputError, match="cannot track backward from frame 3 to frame 9"):
+        frames(start_frame=3, last_frame=9)
+
+
+def test_both_takes_each_objects_frames_before_its_first_prompt_from_the_backward_search(
+    video: SyntheticVideo,
+) -> None:
+    """Object 1 prompted on frame 4, object 2 on frame 15: frames 4..14 need object 1 from
+    the forward search and object 2 from the backward one."""
+    from treemem.pipeline.frames import FrameStream
+
+    prompts = [Prompt(1, 4, mask=video.gt[4] == 1), Prompt(2, 15, mask=video.gt[15] == 2)]
+
+    def results(direction: str) -> dict[int, object]:
+        stream = FrameStream(SyntheticBackend(video), load_strategy("sam2long"), prompts,
+                             direction=direction)  # type: ignore[arg-type]
+        return {r.frame: r for r in stream.frames()}
+
+    forward, backward, both = results("forward"), results("backward"), results("both")
+    assert sorted(both) == list(range(FRAMES)) and sorted(backward) == list(range(16))
+    for frame, result in both.items():
+        for index, start in enumerate((4, 15)):
+            source = forward if frame >= start else backward
+            found = result.masks[index].mask  # type: ignore[attr-defined]
+            assert np.array_equal(found, source[frame].masks[index].mask), (frame, index)
+    assert any(both[f].masks[1].mask.any() for f in range(4, 15))  # type: ignore[attr-defined]
 
 
 def test_track_refuses_bad_input(video: SyntheticVideo, tmp_path: Path) -> None:
@@ -215,6 +296,12 @@ def test_track_refuses_bad_input(video: SyntheticVideo, tmp_path: Path) -> None:
         treemem.track(video, video.gt[0], dtype="bf16")
     with pytest.raises(ConfigError, match="the synthetic backend has no dtype"):
         treemem.Predictor("synthetic", dtype="fp16")
+    with pytest.raises(InputError, match="direction must be one of forward, backward, both"):
+        treemem.track(video, video.gt[0], direction="reverse")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="the synthetic backend has no model to compile"):
+        treemem.track(video, video.gt[0], compile=True)
+    with pytest.raises(ConfigError, match="a Backend instance runs as it was made"):
+        treemem.Predictor(SyntheticBackend(video), compile=True)
 
 
 def test_sam2_backend_matches_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

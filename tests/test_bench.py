@@ -120,6 +120,7 @@ def test_bench_refuses_to_mix_settings_in_one_out(
     [
         (["--dtype", "bf16"], "the synthetic backend has no dtype"),
         (["--backend", "sam2", "--checkpoint", "x.pt", "--dtype", "half"], "unknown dtype 'half'"),
+        (["--compile"], "the synthetic backend has no model to compile"),
     ],
 )
 def test_bench_refuses_a_dtype_in_one_line(

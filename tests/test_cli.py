@@ -178,6 +178,7 @@ def bad_masks(folder: Path, size: tuple[int, int]) -> dict[str, Path]:
         ("unknown_dtype", "unknown dtype 'fp64'; use fp32, bf16 or fp16"),
         ("synthetic_dtype", "the synthetic backend has no dtype"),
         ("bad_direction", "--direction must be one of forward, backward, both, got 'reverse'"),
+        ("synthetic_compile", "the synthetic backend has no model to compile"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(
@@ -216,6 +217,7 @@ def test_bad_input_is_exit_2_with_one_line(
         "unknown_dtype": [*sam2[:1], str(junk), *sam2[1:], "--dtype", "fp64"],
         "synthetic_dtype": [*synthetic, "--mask", good_mask, "--dtype", "bf16"],
         "bad_direction": [*synthetic, "--mask", good_mask, "--direction", "reverse"],
+        "synthetic_compile": [*synthetic, "--mask", good_mask, "--compile"],
     }.get(case, [*synthetic, "--mask", str(masks.get(case, good_mask)), "--objects", "2"])
     code, _, err = run_cli(args, capsys)
     assert code == 2

@@ -3,6 +3,11 @@ prompts may come later, and wrong use is one clear error."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -12,6 +17,8 @@ from treemem.backends.synthetic import SyntheticBackend
 from treemem.backends.synthetic_video import SyntheticVideo, make_video
 from treemem.pipeline.frames import FrameResult
 from treemem.types import InputError
+
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.S | re.M)
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +109,13 @@ def test_wrong_use_is_one_clear_error(video: SyntheticVideo) -> None:
         tracker.push(video.frames[1])
     with pytest.raises(InputError, match="SyntheticBackend"):
         treemem.stream("greedy", backend="synthetic")
+
+
+def test_the_live_page_example_prints_what_the_page_shows() -> None:
+    blocks = FENCE.findall((Path(__file__).resolve().parents[1] / "docs" / "live.md").read_text())
+    index = next(i for i, (lang, code) in enumerate(blocks) if "SyntheticBackend(" in code)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(blocks[index][1], "docs/live.md", "exec"), {})
+    assert blocks[index + 1][0] == "text"
+    assert printed.getvalue() == blocks[index + 1][1]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import treemem
 from treemem import Engine, Prompt, TreeRecord, load_strategy
 from treemem.registry import REGISTRY, parse_overrides
 from treemem.strategies.memory import ObjectAwareFrames, RecentFrames
@@ -424,6 +425,39 @@ def test_tree_jsonl_records_the_rule_and_reads_files_without_it(tmp_path: Path) 
         TreeRecord.load_jsonl(old)
 
 
+def test_tree_jsonl_records_the_direction_and_reads_files_without_it(tmp_path: Path) -> None:
+    """A two-way tree round-trips (backward edges rebuilt from frame + 1); a file written
+    before the direction was recorded reads as forward; an unknown direction is refused."""
+    import json
+
+    from treemem.backends.synthetic_video import make_video
+
+    video = make_video(2, num_frames=12)
+    mid = next(t for t in range(6, 12) if video.gt[t].any())
+    record = treemem.track(video, video.gt[mid], "sam2long", prompt_frame=mid,
+                           direction="both").record
+    path = tmp_path / "tree.jsonl"
+    record.save_jsonl(path)
+    loaded = TreeRecord.load_jsonl(path)
+    assert set(loaded.columns().direction.tolist()) == {"forward", "backward"}
+    assert np.array_equal(loaded.parent_rows(), record.parent_rows())
+    assert sorted(loaded.best_path(1)) == list(range(12))
+    assert loaded.best_path(1) == record.best_path(1)
+    forward_only = recorded_tree()
+    forward_only.save_jsonl(path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "direction"}) + "\n"
+                           for row in rows))
+    older = TreeRecord.load_jsonl(old)
+    assert set(older.columns().direction.tolist()) == {"forward"}
+    assert np.array_equal(older.parent_rows(), forward_only.parent_rows())
+    rows[0]["direction"] = "sideways"
+    old.write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(TreememError, match="unknown direction 'sideways'"):
+        TreeRecord.load_jsonl(old)
+
+
 def test_tree_exports_to_networkx() -> None:
     record = recorded_tree()
     graph = record.to_networkx()
@@ -439,3 +473,47 @@ def test_tree_exports_to_networkx() -> None:
     import networkx as nx
 
     assert nx.shortest_path(graph, path[0], path[-1]) == path
+
+
+MIRROR = 40
+"""Backward histories mirror forward ones: forward frame f is backward frame MIRROR - f."""
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(-3.0, 3.0),
+                       st.one_of(st.none(), st.floats(0.0, 1.0))), min_size=1, max_size=30),
+    st.integers(1, 3),
+    st.sampled_from(["recent", "object-aware", "sam3", "samurai"]),
+)
+def test_every_memory_selection_reads_backward_what_it_reads_forward_mirrored(
+    frames: list[tuple[float, float, float | None]], stride: int, name: str
+) -> None:
+    """The same entries met in the same tracking order give the same reads: the same nodes
+    at the same positions, forward from frame 0 and backward from frame MIRROR."""
+    from treemem.strategies.sam3_memory import ScoredFrames
+    from treemem.strategies.samurai import MotionAwareFrames
+
+    selection = {
+        "recent": RecentFrames(),
+        "object-aware": ObjectAwareFrames(),
+        "sam3": ScoredFrames(stride=stride),
+        "samurai": MotionAwareFrames(),
+    }[name]
+    histories = {}
+    for direction, frame_of in (("forward", lambda t: t), ("backward", lambda t: MIRROR - t)):
+        prompt = MemoryEntry(-1, frame_of(0), 1.0, 10.0, conditioning=True, direction=direction)
+        history = MemoryHistory((prompt,))
+        reads = []
+        for t, (iou, occlusion, motion) in enumerate(frames, start=1):
+            recalled = selection.recall(history, frame_of(t))
+            reads.append([[(e.node, pos) for e, pos in part]
+                          for part in (recalled.spatial, recalled.pointers)])
+            entry = MemoryEntry(t, frame_of(t), iou, occlusion, motion=motion,
+                                direction=direction)  # type: ignore[arg-type]
+            history = selection.extend(history, entry)
+        histories[direction] = reads
+    assert histories["forward"] == histories["backward"]
+    tracked_reads = [node for read in histories["forward"] for part in read for node, _ in part
+                     if node >= 0]
+    assert len(frames) < 2 or tracked_reads  # tracked frames were read, not only the prompt

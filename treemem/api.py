@@ -38,7 +38,7 @@ from treemem.pipeline.inputs import (
     VideoInput,
     as_prompts,
     check_box,
-    check_dtype,
+    check_model_options,
     check_points,
     check_prompt,
     live_backend,
@@ -129,6 +129,7 @@ def track(
     model: Any = None,
     seed: int = 0,
     dtype: str = "fp32",
+    compile: bool = False,
     progress: bool = False,
     direction: RunDirection = "forward",
 ) -> TrackResult:
@@ -159,6 +160,9 @@ def track(
         dtype: the sam2 backend's precision: "fp32" (default, no autocast), "bf16" or
             "fp16" (torch autocast around the model, as sam2's tools run it; the masks are
             close to fp32's, not equal).
+        compile: run the sam2 model's components through `torch.compile`, as sam2's
+            VOS-optimised predictor does (slow first frames; masks close to, not equal to,
+            the eager model's).
         progress: show a progress bar on stderr.
         direction: "forward" (default) from the first prompt frame to the end, "backward"
             from the last prompt frame to frame 0 (sam2's `reverse=True`), or "both" (one
@@ -171,7 +175,8 @@ def track(
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
     check_direction(direction)
-    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype,
+                     compile)
     with open_backend(video, backend, spec) as opened:
         found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
         stream = FrameStream(
@@ -207,6 +212,7 @@ def stream(
     image_size: int | None = None,
     model: Any = None,
     dtype: str = "fp32",
+    compile: bool = False,
 ) -> LiveTracker:
     """Track objects through frames handed over one at a time (a camera, a decoder, frames a
     program makes): a source of unknown length.
@@ -230,7 +236,8 @@ def stream(
     """
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
-    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, dtype=dtype)
+    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, dtype=dtype,
+                     compile=compile)
     tracker = LiveTracker(choice.strategy, live_backend(backend, spec), max_lag=max_lag)
     tracker.prompt(prompts)
     return tracker
@@ -320,6 +327,7 @@ class Predictor:
         model: Any = None,
         seed: int = 0,
         dtype: str = "fp32",
+    compile: bool = False,
         non_overlap_masks: bool = False,
     ) -> None:
         _check_max_lag(max_lag)
@@ -332,8 +340,8 @@ class Predictor:
         self._backend = backend
         self._instance_used = False
         self._spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed,
-                               dtype)
-        check_dtype(backend, dtype)
+                               dtype, compile)
+        check_model_options(backend, self._spec)
         self._models = ModelCache()
 
     # --- sam2's API ------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from treemem.pipeline.inputs import (
     ModelCache,
     ModelSpec,
     OpenedVideo,
-    check_dtype,
+    check_model_options,
     open_backend,
 )
 from treemem.pipeline.runner import choose_strategy, search_frames
@@ -150,6 +150,8 @@ class BenchSettings:
     device: str | None = None
     dtype: str = "fp32"
     """The sam2 backend's precision (`treemem.pipeline.inputs.DTYPES`)."""
+    compile: bool = False
+    """Run the sam2 model's components through torch.compile."""
     skip_first_last: bool = True
     seed: int = 0
     protocol: str | None = None
@@ -162,14 +164,16 @@ class BenchSettings:
             raise ConfigError(f"unknown backend {self.backend!r} (known: {', '.join(BACKENDS)})")
         if self.backend == "sam2" and self.checkpoint is None:
             raise InputError("--backend sam2 needs --checkpoint CKPT (a SAM 2 / SAM 2.1 .pt file)")
-        check_dtype(self.backend, self.dtype)
-        return ModelSpec(
+        spec = ModelSpec(
             self.checkpoint,
             device=self.device,
             image_size=self.image_size,
             seed=self.seed,
             dtype=self.dtype,
+            compile=self.compile,
         )
+        check_model_options(self.backend, spec)
+        return spec
 
 
 @dataclass(frozen=True)
@@ -732,6 +736,7 @@ def plan_jobs(
             "checkpoint": settings.checkpoint,
             "image_size": settings.image_size,
             "dtype": settings.dtype,
+            "compile": settings.compile,
             "skip_first_last": settings.skip_first_last,
             "seed": settings.seed,
         }
@@ -785,7 +790,9 @@ def run_benchmark(
     videos already finished there; write results.csv/json/md. `log` gets one line per event."""
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    check_dtype(settings.backend, settings.dtype)
+    check_model_options(
+        settings.backend, ModelSpec(dtype=settings.dtype, compile=settings.compile)
+    )
     runs = expand_runs(strategies, sweep)
     protocol = get_protocol(settings.protocol) if settings.protocol else detect(dataset)
     split: Dataset | None = None

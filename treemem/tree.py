@@ -164,8 +164,8 @@ class TreeRecord:
         for direction in reversed(DIRECTIONS):  # forward last: it wins the frames both cover
             rows = np.flatnonzero(mask & (cols.direction == direction))
             if rows.size:
-                step = frame_step(direction)
-                last = int(rows[np.argmax(cols.frame[rows] * step)])
+                sign = frame_step(direction)
+                last = int(rows[np.argmax(cols.frame[rows] * sign)])
                 path.update({int(cols.frame[n]): n for n in self.trace_back(last)})
         return path
 

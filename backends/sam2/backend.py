@@ -35,6 +35,7 @@ from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
 from treemem.backends.sam2.attention import weighted_memory_attention
+from treemem.backends.sam2.compiled import compile_model, compiled_memory_attention
 from treemem.geometry import boxes_from_occupancy
 from treemem.types import (
     Commit,
@@ -181,11 +182,14 @@ class Sam2Backend:
         *,
         offload: bool = False,
         autocast: torch.dtype | None = None,
+        compile: bool = False,
     ) -> None:
         """`num_frames` None: a live source of unknown length, whose frames are read as
         they arrive and never ahead (see `pointer_length` for what SAM 2 uses the length
         for). `autocast`: torch.bfloat16 or torch.float16 to run the model under
-        `torch.autocast` (see the module docstring); None (default) is fp32."""
+        `torch.autocast` (see the module docstring); None (default) is fp32. `compile`: run
+        the model's components through `torch.compile` (`compiled.py`; compiles `model` in
+        place, as sam2's VOS-optimised predictor does)."""
         self.model = model
         self.read_frame = read_frame
         self._num_frames = num_frames
@@ -200,6 +204,10 @@ class Sam2Backend:
         if autocast is not None:
             check_autocast(self.device, autocast)
         self.autocast = autocast
+        self._attend: Callable[..., torch.Tensor] = weighted_memory_attention
+        if compile:
+            compile_model(model)
+            self._attend = compiled_memory_attention(self.device)
         self.storage = torch.device("cpu") if offload else self.device
         self._node_content: dict[int, int] = {}
         self._store: dict[int, StoredMemory] = {}
@@ -506,7 +514,7 @@ class Sam2Backend:
         memory, memory_pos, weight, num_pointer_tokens = self._assemble(plans)
         current = features.vision_feats[-1].expand(-1, batch, -1)
         current_pos = features.vision_pos[-1].expand(-1, batch, -1)
-        conditioned = weighted_memory_attention(
+        conditioned = self._attend(
             model.memory_attention,
             current,
             current_pos,

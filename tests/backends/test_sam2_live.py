@@ -5,6 +5,8 @@ mid-way keeps what was decided (exit code 3, one line)."""
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import os
 import subprocess
@@ -178,3 +180,42 @@ def test_a_stream_cut_mid_way_keeps_what_was_decided(encoded: dict[str, Path], t
     assert list(written) == [f"{t:05d}.png" for t in range(decoded)]
     expected = _masks(encoded["file"])
     assert all(written[name] == expected[name] for name in written)
+
+
+def test_live_serve_and_overlays_while_the_stream_runs(encoded: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """The preview serves while frames still arrive: half the stream is sent, a frame is read
+    from the MJPEG stream, then the rest is sent and the run ends as the file run did."""
+    from PIL import Image
+
+    data = encoded["clip"].read_bytes()
+    out, overlays = tmp_path / "served", tmp_path / "overlays"
+    command = [sys.executable, "-m", "treemem.cli", "run", "-", "--live", "--mask",
+               str(encoded["mask"]), "--strategy", "greedy", "--checkpoint",
+               str(encoded["checkpoint"]), "--image-size", "128", "--device", "cpu",
+               "--out", str(out), "--no-progress", "--max-lag", "0",
+               "--serve", "127.0.0.1:0", "--overlays", str(overlays)]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+    try:
+        assert child.stdin is not None and child.stderr is not None
+        child.stdin.write(data[: len(data) // 2])
+        child.stdin.flush()
+        line = child.stderr.readline().decode()
+        assert line.startswith("treemem: live preview at http://127.0.0.1:")
+        host, port = line.split("http://")[1].strip().rstrip("/").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=300)
+        connection.request("GET", "/stream.mjpg?frames=1")
+        body = connection.getresponse().read()
+        jpeg = body[body.index(b"\xff\xd8") : body.rindex(b"\xff\xd9") + 2]
+        assert Image.open(io.BytesIO(jpeg)).size == (80, 64)
+        child.stdin.write(data[len(data) // 2 :])
+        child.stdin.close()
+        assert child.wait(timeout=600) == 0, child.stderr.read().decode()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert _masks(out) == _masks(encoded["file"])
+    assert sorted(p.name for p in overlays.iterdir()) == [f"{t:05d}.jpg" for t in range(FRAMES)]

@@ -69,6 +69,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="{fp32,bf16,fp16}",
         help="SAM 2 precision: fp32 (default) or autocast to bf16 / fp16",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="SAM 2: torch.compile the model's components (slow first frames; close to, "
+        "not equal to, the eager masks)",
+    )
     parser.add_argument("--out", type=Path, help="output folder (resumable)")
     parser.add_argument(
         "--all-frames", action="store_true", help="also score the first and last annotated frames"
@@ -110,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         device=args.device,
         dtype=args.dtype,
+        compile=args.compile,
         skip_first_last=not args.all_frames,
         seed=args.seed,
         protocol=args.protocol,

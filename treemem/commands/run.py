@@ -88,6 +88,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--dtype", default="fp32", metavar="{fp32,bf16,fp16}",
                         help="SAM 2 precision: fp32 (default) or autocast to bf16 / fp16, as "
                         "sam2's tools run it")
+    parser.add_argument("--compile", action="store_true",
+                        help="SAM 2: torch.compile the model's components, as sam2's "
+                        "VOS-optimised predictor (slow first frames; close to, not equal to, "
+                        "the eager masks)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic backend seed (default 0)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--direction", default="forward", metavar="{forward,backward,both}",
@@ -144,8 +148,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--live tracks forward: a stream has no frames after its newest")
     check_output(args.out, overwrite=args.overwrite, resume=args.resume)
     spec = inputs.ModelSpec(args.checkpoint, args.config, args.device, args.offload,
-                            args.image_size, seed=args.seed, dtype=args.dtype)
-    inputs.check_dtype(args.backend, args.dtype)
+                            args.image_size, seed=args.seed, dtype=args.dtype,
+                            compile=args.compile)
+    inputs.check_model_options(args.backend, spec)
     if args.backend == "sam2":
         spec.check()
     if args.live:

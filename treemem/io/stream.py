@@ -12,7 +12,6 @@ opened.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +53,9 @@ class LiveSource:
         """Open the source; a source that cannot be opened is an `InputError` (one line)."""
         import av
 
-        target: Any = sys.stdin.buffer if self.source == STDIN else self.source
+        # FFmpeg's own pipe protocol hands on what arrived; a Python file object would wait
+        # for a whole read buffer (32 KiB) first, which a slow stream fills in seconds.
+        target = "pipe:0" if self.source == STDIN else self.source
         try:
             self._container = av.open(
                 target, format=self.format, options=dict(self.options), timeout=self.timeout

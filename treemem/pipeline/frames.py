@@ -187,7 +187,8 @@ class FrameStream:
     tracked is conditioning memory only. After (or while) iterating: `record` is the search
     tree, `decisions` the engine's decisions in the order they came, `lags` how many frames
     late each was decided, `forced` how many `max_lag` forced, `rejected` the candidates
-    rejected as non-finite.
+    rejected as non-finite. sam2's `max_frame_num_to_track=m` from frame s is
+    `last_frame = s + m` forward and `s - m` backward (clamped to the video, as sam2 does).
 
     `snapshot()` (from `frames()`' `on_frame`) and `restore()` (before `frames()`) let a
     resumed run of a video in one direction go on from a snapshot; `decisions` and `lags`
@@ -274,8 +275,8 @@ class FrameStream:
         search (one before that object's first prompt) waits for it."""
         starts = {obj: min(p.frame for p in self.prompts if p.obj == obj) for obj in self.objects}
         waiting: dict[int, FrameResult] = {}
-        forward_frames = self._span("forward")
-        done = abs(forward_frames[1] - forward_frames[0]) + 1
+        first, last = self._span("forward")
+        done = last - first + 1  # frames the forward search visits
 
         def backward_progress(count: int) -> None:
             if on_frame is not None:

@@ -41,7 +41,8 @@ class ModelSpec:
 
     `model` is a sam2 model already built (`treemem.backends.sam2.load_model`), used instead of
     loading `checkpoint`; `seed` is the synthetic backend's noise seed; `dtype` is one of
-    `DTYPES` (fp32, the default, runs without autocast).
+    `DTYPES` (fp32, the default, runs without autocast); `compile` runs the model's
+    components through `torch.compile`, as sam2's VOS-optimised predictor does.
     """
 
     checkpoint: str | os.PathLike[str] | None = None
@@ -52,10 +53,11 @@ class ModelSpec:
     model: Any = field(default=None, compare=False, repr=False)
     seed: int = 0
     dtype: str = "fp32"
+    compile: bool = False
 
     def check(self) -> None:
         """What can be checked before the video and the model are opened."""
-        check_dtype("sam2", self.dtype)
+        check_model_options("sam2", self)
         if self.model is not None:
             return
         if self.checkpoint is None:
@@ -82,6 +84,7 @@ class ModelSpec:
             "offload": self.offload,
             "image_size": self.image_size,
             "dtype": self.dtype,
+            "compile": self.compile,
         }
 
 
@@ -89,13 +92,13 @@ class ModelCache:
     """Loaded SAM 2 models by spec, so a checkpoint is read once per process, not per video."""
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, str | None, str | None, int | None], Any] = {}
+        self._models: dict[tuple[str, str | None, str | None, int | None, bool], Any] = {}
 
     def get(self, spec: ModelSpec) -> Any:
         if spec.model is not None:
             return spec.model
         spec.check()
-        key = (str(spec.checkpoint), spec.config, spec.device, spec.image_size)
+        key = (str(spec.checkpoint), spec.config, spec.device, spec.image_size, spec.compile)
         if key not in self._models:
             self._models[key] = import_sam2_backend().load_model(
                 Path(str(spec.checkpoint)),
@@ -155,7 +158,7 @@ def open_backend(
     instance reads its own frames (`video` must then be None).
     """
     spec = model if model is not None else ModelSpec()
-    check_dtype(backend, spec.dtype)
+    check_model_options(backend, spec)
     if backend is not None and not isinstance(backend, str):
         if video is not None:
             raise InputError(
@@ -173,9 +176,23 @@ def open_backend(
     return _open_sam2(video, spec, models if models is not None else ModelCache())
 
 
-def check_dtype(backend: str | Backend | None, dtype: str) -> None:
-    """A known dtype, and one the backend has: only sam2 opened by name runs bf16 or fp16
-    (a synthetic video opened with `backend` None is refused when it is opened)."""
+def check_model_options(backend: str | Backend | None, spec: ModelSpec) -> None:
+    """The precision and compilation `spec` asks for, checked against the backend: only
+    sam2 opened by name runs bf16 / fp16 or compiles (a synthetic video opened with
+    `backend` None is refused when it is opened)."""
+    _check_dtype(backend, spec.dtype)
+    if not spec.compile:
+        return
+    if backend == "synthetic":
+        raise ConfigError(_NO_COMPILE)
+    if backend is not None and not isinstance(backend, str):
+        raise ConfigError(
+            "compile applies to the sam2 backend opened by name; a Backend instance runs as it "
+            "was made (Sam2Backend(..., compile=True))"
+        )
+
+
+def _check_dtype(backend: str | Backend | None, dtype: str) -> None:
     if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; use fp32, bf16 or fp16")
     if dtype == "fp32":
@@ -190,6 +207,7 @@ def check_dtype(backend: str | Backend | None, dtype: str) -> None:
 
 
 _NO_DTYPE = "the synthetic backend has no dtype (got {dtype!r}); bf16 and fp16 apply to sam2"
+_NO_COMPILE = "the synthetic backend has no model to compile; --compile applies to sam2"
 
 
 def _numbered(count: int) -> list[str]:
@@ -211,6 +229,8 @@ def is_synthetic(video: object) -> bool:
 def _open_synthetic(video: VideoInput, spec: ModelSpec) -> OpenedVideo:
     if spec.dtype != "fp32":
         raise ConfigError(_NO_DTYPE.format(dtype=spec.dtype))
+    if spec.compile:
+        raise ConfigError(_NO_COMPILE)
     synthetic = importlib.import_module("treemem.backends.synthetic")
     path: str | None = None
     if isinstance(video, (str, os.PathLike)):
@@ -268,11 +288,7 @@ def _open_sam2(video: VideoInput, spec: ModelSpec, models: ModelCache) -> Opened
         info = {"path": None, "frames": num_frames, "size": list(frame_size), "fps": None}
 
     def make_backend() -> Backend:
-        backend: Backend = module.Sam2Backend(
-            models.get(spec), read, num_frames, frame_size, offload=spec.offload,
-            autocast=module.autocast_dtype(spec.dtype),
-        )
-        return backend
+        return _sam2_backend(module, models, spec, read, num_frames, frame_size)
 
     return OpenedVideo(num_frames, frame_size, names, info, spec.info("sam2"), make_backend,
                        _closers=closers)
@@ -292,7 +308,7 @@ def live_backend(
     frames, the pushed ones only fix the frame indices. The synthetic backend by name has no
     video to simulate a tracker over: give it as an instance."""
     spec = model if model is not None else ModelSpec()
-    check_dtype(backend, spec.dtype)
+    check_model_options(backend, spec)
     if backend is not None and not isinstance(backend, str):
         instance = backend
         return lambda size, read: instance
@@ -308,13 +324,25 @@ def live_backend(
     cache = models if models is not None else ModelCache()
 
     def make(size: tuple[int, int], read: Callable[[int], UInt8Array]) -> Backend:
-        made: Backend = module.Sam2Backend(
-            cache.get(spec), read, None, size, offload=spec.offload,
-            autocast=module.autocast_dtype(spec.dtype),
-        )
-        return made
+        return _sam2_backend(module, cache, spec, read, None, size)
 
     return make
+
+
+def _sam2_backend(
+    module: Any,
+    models: ModelCache,
+    spec: ModelSpec,
+    read: Callable[[int], UInt8Array],
+    num_frames: int | None,
+    frame_size: tuple[int, int],
+) -> Backend:
+    """The one place a `Sam2Backend` is made from a spec (a video, or a live source)."""
+    backend: Backend = module.Sam2Backend(
+        models.get(spec), read, num_frames, frame_size, offload=spec.offload,
+        autocast=module.autocast_dtype(spec.dtype), compile=spec.compile,
+    )
+    return backend
 
 
 def import_sam2_backend() -> Any:

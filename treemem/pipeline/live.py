@@ -8,9 +8,9 @@ masks equal a file run's, frame for frame, on the same frames and prompts.
 
 Nothing is read ahead and nothing is kept behind: the backend reads the newest frame only
 (`LiveFrames`), and the search keeps what it keeps on a file (its pathways' memories and
-the undecided frames' masks), so memory stays flat however long the stream runs. What still
-grows is the tree record (one row per candidate per frame, in memory for the final
-trace-back), as on a file.
+the undecided frames' masks), so its memory stays flat however long the stream runs. What
+still grows is the tree record (one row per candidate per frame, about 2.5 kB a frame for
+sam2long P=3, in memory for the final trace-back), as on a file.
 
 Prompts may come with the first frame or later: a prompt is stored as a conditioning memory
 when its frame arrives, so it conditions the frames from there on. A file run stores every
