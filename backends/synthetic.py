@@ -33,6 +33,7 @@ position or on the other rows of the batch; clones get identical proposals.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -65,6 +66,7 @@ _MASK64 = (1 << 64) - 1
 _PROMPT_TAG = 0x5052_4F4D_5054  # "PROMPT"
 _PROMOTED_TAG = 0x5052_4F4D_4F54  # "PROMOT"
 SUPPORTED_OPTIONS = frozenset({"boxes", "presence_threshold", "mask_stats", "promotion"})
+_EXPORT_KIND = "treemem.synthetic"
 
 
 def _mix(value: int) -> int:
@@ -317,6 +319,58 @@ class SyntheticBackend:
         for node in nodes:
             if self._memory.pop(node, None) is None:
                 raise MemoryContractError(f"released node {node}, which is not held")
+
+    # --- snapshots (treemem.backend.MemoryExport) ------------------------------------------
+
+    def export_memories(self) -> bytes:
+        """Every held node as one uncompressed npz (masks bit-packed): exact, no pickle."""
+        nodes = sorted(self._memory)
+        memories = [self._memory[node] for node in nodes]
+        height, width = self.frame_size
+        masks = np.zeros((len(nodes), height * width), dtype=bool)
+        for i, memory in enumerate(memories):
+            masks[i] = memory.mask.ravel()
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            kind=np.array(_EXPORT_KIND),
+            frame_size=np.array([height, width], dtype=np.int64),
+            nodes=np.array(nodes, dtype=np.int64),
+            masks=np.packbits(masks, axis=1),
+            objects=np.array([m.obj for m in memories], dtype=np.int64),
+            labels=np.array([m.label for m in memories], dtype=np.int64),
+            qualities=np.array([m.quality for m in memories], dtype=np.float64),
+            keys=np.array([m.key for m in memories], dtype=np.uint64),
+        )
+        return buffer.getvalue()
+
+    def import_memories(self, data: bytes) -> None:
+        try:
+            archive = np.load(io.BytesIO(data), allow_pickle=False)
+            kind = str(archive["kind"])
+        except (OSError, ValueError, KeyError) as error:
+            raise MemoryContractError(f"not a synthetic backend's memories ({error})") from None
+        if kind != _EXPORT_KIND:
+            raise MemoryContractError(f"memories of a {kind!r} backend, not the synthetic one")
+        height, width = (int(v) for v in archive["frame_size"])
+        if (height, width) != self.frame_size:
+            raise MemoryContractError(
+                f"memories of a {height}x{width} video, this one is "
+                f"{self.frame_size[0]}x{self.frame_size[1]}"
+            )
+        nodes = archive["nodes"].tolist()
+        held = sorted(set(nodes) & set(self._memory))
+        if held:
+            raise MemoryContractError(f"import of node {held[0]}, which is already held")
+        masks = np.unpackbits(archive["masks"], axis=1, count=height * width).astype(bool)
+        for i, node in enumerate(nodes):
+            self._store(node, _Memory(
+                masks[i].reshape(height, width),
+                int(archive["objects"][i]),
+                int(archive["labels"][i]),
+                float(archive["qualities"][i]),
+                int(archive["keys"][i]),
+            ))
 
     # --- inspection -----------------------------------------------------------------------
 

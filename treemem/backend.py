@@ -34,12 +34,17 @@ backend is accepted by passing it):
   length. Reading a node that is not held (released, or never stored) raises
   `MemoryContractError`, so a memory strategy that reads what it promised to drop fails at
   once instead of reading stale memory.
+- **Memories may be exported (optional, `MemoryExport`).** A backend that implements it hands
+  out every memory it holds as bytes and takes them back into a fresh backend of the same
+  model and video, after which every call answers bit for bit as the exporting backend would.
+  That is what lets a resumed run continue from a snapshot instead of searching again from
+  the first frame; a backend without it still runs, and a resume then replays the search.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from treemem.types import (
     Commit,
@@ -113,3 +118,20 @@ class Backend(Protocol):
         Releasing a node that is not held is a `MemoryContractError`: the engine releases
         each node once, so a second release means its bookkeeping is wrong."""
         ...
+
+
+@runtime_checkable
+class MemoryExport(Protocol):
+    """The optional half of the contract a snapshot needs (see the module docstring).
+
+    `export_memories` returns every held node's memory and mask, in the backend's own format
+    (a backend chooses one that round-trips its values exactly: numpy for the synthetic
+    backend, `torch.save` for SAM 2); it changes nothing held. `import_memories` makes those
+    nodes held again in a backend built with the same arguments, as if it had prompted and
+    committed them itself; importing a node it already holds, or bytes another kind of
+    backend wrote, is a `MemoryContractError`.
+    """
+
+    def export_memories(self) -> bytes: ...
+
+    def import_memories(self, data: bytes) -> None: ...

@@ -24,7 +24,7 @@ the frames already tracked (sam2's `track_in_reverse`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,6 +120,29 @@ class FrameStep:
     objects: tuple[_Step, ...] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class EngineState:
+    """The search after frame `frame`, everything a resumed engine needs to go on from there
+    (`Engine.snapshot` / `Engine.restore`); the backend's memories are saved beside it.
+
+    beams: each object's survivors (with their memory histories and pathway-model states);
+    lineage: a copy of the liveness and decision bookkeeping; conditioning, prompt_results,
+    prompted ((object, frame) of every prompt added) and prompt_nodes (frame -> (object,
+    node) of the prompts not stepped yet): what later re-prompts need; tree_rows: the
+    record's length, the next node id; rejected: candidates rejected so far.
+    """
+
+    frame: int
+    beams: Mapping[int, Beam]
+    lineage: Lineage
+    conditioning: Mapping[int, tuple[MemoryEntry, ...]]
+    prompt_results: Mapping[int, PromptResult]
+    prompted: frozenset[tuple[int, int]]
+    prompt_nodes: Mapping[int, tuple[tuple[int, int], ...]]
+    tree_rows: int
+    rejected: int
+
+
 class Engine:
     """Runs a `StrategySet` over a `Backend`; yields each frame's decision when it is final.
 
@@ -196,6 +219,48 @@ class Engine:
         if proposals is not None:
             self.backend.commit(features, proposals, step.commits)
         yield from self.end_frame(step)
+
+    # --- snapshots ------------------------------------------------------------------------------
+
+    def snapshot(self) -> EngineState:
+        """The search state after the last frame stepped. Take it between frames (after
+        `step`'s decisions are consumed, from `run`'s `progress` callback): then the backend
+        holds exactly the memories of the nodes the lineage keeps."""
+        if self._frame is None:
+            raise TreememError("no frame has been searched yet: nothing to snapshot")
+        return EngineState(
+            self._frame,
+            dict(self.beams),
+            self.lineage.copy(),
+            dict(self._conditioning),
+            dict(self._prompt_results),
+            frozenset(self._prompted),
+            {frame: tuple(nodes) for frame, nodes in self._prompt_nodes.items()},
+            len(self.record),
+            self.rejected,
+        )
+
+    def restore(self, state: EngineState) -> None:
+        """Continue from `state` in a fresh engine (same strategy set and direction): its
+        backend must hold the snapshot's memories (`MemoryExport.import_memories`) and its
+        record the snapshot's rows, so node ids go on where they stopped. Then `step` the
+        frames after `state.frame` and `finish` (the prompts are restored with the state;
+        `run` would add them again)."""
+        if self._frame is not None or self._prompted or self.beams:
+            raise TreememError("restore needs a fresh engine")
+        if len(self.record) != state.tree_rows:
+            raise TreememError(
+                f"the tree record has {len(self.record)} rows, the snapshot {state.tree_rows}: "
+                "give the engine the record the snapshot was taken with"
+            )
+        self.beams = dict(state.beams)
+        self.lineage = state.lineage.copy()
+        self._conditioning = dict(state.conditioning)
+        self._prompt_results = dict(state.prompt_results)
+        self._prompted = set(state.prompted)
+        self._prompt_nodes = {frame: list(nodes) for frame, nodes in state.prompt_nodes.items()}
+        self._frame = state.frame
+        self.rejected = state.rejected
 
     # --- one frame, in phases -------------------------------------------------------------------
 

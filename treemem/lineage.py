@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(slots=True)
@@ -49,6 +49,19 @@ class Lineage:
     def __len__(self) -> int:
         """Nodes currently tracked (live, or still held for memory)."""
         return len(self._nodes)
+
+    def copy(self) -> Lineage:
+        """An independent copy, for a snapshot of the search (`Engine.snapshot`): the nodes
+        and frontiers are copied, the content table's keys and values are immutable."""
+        other = Lineage()
+        other._nodes = {node: replace(state) for node, state in self._nodes.items()}
+        other._frontiers = {
+            obj: _Frontier(f.first_frame, deque(list(nodes) for nodes in f.frames))
+            for obj, f in self._frontiers.items()
+        }
+        other._contents = dict(self._contents)
+        other._releasable = list(self._releasable)
+        return other
 
     def content_of(self, parent: int, candidate: int) -> int:
         """An id shared by all nodes that are the same candidate of the same content."""

@@ -6,13 +6,14 @@ direction).
 `run.json` is written when the run ends, and only then is `run.partial.json` removed, so a
 folder is in one of three states: fresh, unfinished (resumable), finished.
 
-Resuming checks that the new command asks for the same run, then searches again from the
-first frame: the engine and the backends are deterministic, and the search state (live
-pathways, the backend's memories) is not saved, so this is the honest way to get output
-identical to an uninterrupted run. Mask PNGs already on disk are kept when they equal the
-recomputed mask (a changed one is replaced), and tree.jsonl is rewritten from scratch. The
-cost of a resume is therefore a full run's compute; what it saves is re-deciding anything by
-hand, and it never loses or mixes a finished result.
+Resuming checks that the new command asks for the same run, then goes on from the run's last
+snapshot (`snapshot.bin`, the search state every `--snapshot-every` frames; see
+`treemem.pipeline.snapshots`), so at most that many frames are searched twice. Without a
+usable snapshot it searches again from the first frame: the engine and the backends are
+deterministic, so that too gives output identical to an uninterrupted run, at a full run's
+compute. Either way mask PNGs already on disk past the restart point are kept when they equal
+the recomputed mask (a changed one is replaced), so a finished result is never lost or mixed
+with another run's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from treemem.io.atomic import write_json
 from treemem.types import InputError, Prompt
 
 PARTIAL = "run.partial.json"
+SNAPSHOT = "snapshot.bin"
+"""The search state of an unfinished run (`treemem.pipeline.snapshots`)."""
 
 
 def prompt_fingerprint(prompts: Sequence[Prompt]) -> str:
@@ -114,3 +117,4 @@ def begin(out: Path, settings: Mapping[str, Any], *, resume: bool) -> bool:
 def finish(out: Path) -> None:
     """The run is complete (run.json is written): it is no longer resumable."""
     (out / PARTIAL).unlink(missing_ok=True)
+    (out / SNAPSHOT).unlink(missing_ok=True)

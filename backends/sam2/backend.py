@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +62,7 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "fp16": torch.float16,
 }
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+_EXPORT_KIND = "treemem.sam2"
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 SUPPORTED_OPTIONS = frozenset({"boxes", "presence_threshold", "mask_stats", "promotion"})
@@ -790,6 +792,64 @@ class Sam2Backend:
             if self._content_refs[content] == 0:
                 del self._content_refs[content]
                 del self._store[content]
+
+    # --- snapshots (treemem.backend.MemoryExport) ---------------------------------------------
+
+    def export_memories(self) -> bytes:
+        """Every held node and the memory it shares, with `torch.save`: bfloat16 features,
+        pointers and low-resolution masks keep their dtype and bits. Each tensor is cloned,
+        so a memory sliced from a commit batch saves its own row, not the whole batch."""
+        memories = {
+            content: {
+                "features": stored.features.clone(),
+                "pointer": stored.pointer.clone(),
+                "low_res_mask": stored.low_res_mask.clone(),
+            }
+            for content, stored in self._store.items()
+        }
+        buffer = io.BytesIO()
+        torch.save(
+            {
+                "kind": _EXPORT_KIND,
+                "frame_size": list(self._frame_size),
+                "maskmem_pos": self._maskmem_pos,
+                "nodes": dict(self._node_content),
+                "memories": memories,
+            },
+            buffer,
+        )
+        return buffer.getvalue()
+
+    def import_memories(self, data: bytes) -> None:
+        """The memories `export_memories` wrote, held again under their nodes (identical
+        pathways still share one memory); tensors go back to this backend's devices."""
+        try:
+            saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            kind = saved["kind"]
+        except Exception as error:  # torch raises several types for foreign bytes
+            raise MemoryContractError(f"not a SAM 2 backend's memories ({error})") from None
+        if kind != _EXPORT_KIND:
+            raise MemoryContractError(f"memories of a {kind!r} backend, not SAM 2's")
+        if tuple(saved["frame_size"]) != self._frame_size:
+            raise MemoryContractError(
+                f"memories of a {saved['frame_size']} video, this one is {list(self._frame_size)}"
+            )
+        held = sorted(set(saved["nodes"]) & set(self._node_content))
+        if held:
+            raise MemoryContractError(f"import of node {held[0]}, which is already held")
+        if self._maskmem_pos is None and saved["maskmem_pos"] is not None:
+            self._maskmem_pos = saved["maskmem_pos"].to(self.device)
+        renamed: dict[int, int] = {}
+        for old, tensors in saved["memories"].items():
+            content = renamed[old] = self._new_content()
+            self._store[content] = StoredMemory(
+                tensors["features"].to(self.storage),
+                tensors["pointer"].to(self.device),
+                tensors["low_res_mask"].to(self.storage),
+                content,
+            )
+        for node, old in saved["nodes"].items():
+            self._hold(node, renamed[old])
 
     @property
     def stored_memories(self) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from treemem.backend import Backend
+from treemem.backend import Backend, MemoryExport
 from treemem.geometry import mask_stats
 from treemem.types import (
     Commit,
@@ -97,6 +97,8 @@ class World:
     """Each object's frame-1 children, one per candidate (k-th candidate: children[obj][k])."""
     k: int
     next_node: int = 1000
+    boxes: bool = False
+    """Whether `check_memory_export`'s continuation asks for boxes."""
 
     def fresh(self, count: int) -> list[int]:
         nodes = list(range(self.next_node, self.next_node + count))
@@ -500,6 +502,70 @@ def check_pointer_span(case: BackendCase) -> None:
         "pointer span: a plan over 3 frames proposes as one over the video's length"
     )
 
+def _continue(world: World, backend: Backend, released: int) -> list[np.ndarray]:
+    """Frame 2 and 3 of the scenario on `backend`, whose memories are `world`'s (its own, or
+    imported): every output, and the mask logits of every node still held."""
+    queries = [q for q in world.branches() if released not in q.plan.nodes()]
+    out: list[np.ndarray] = []
+    nodes = [*world.prompt_nodes, *(c for cs in world.children.values() for c in cs)]
+    nodes.remove(released)
+    for frame, first_node in ((2, 2000), (3, 3000)):
+        features = backend.encode(frame)
+        proposals = backend.propose(features, queries, ProposalOptions(boxes=world.boxes))
+        out += [proposals.iou, proposals.occlusion]
+        out += [] if proposals.boxes is None else [proposals.boxes]
+        committed = list(range(first_node, first_node + len(queries)))
+        backend.commit(
+            features, proposals, [Commit(n, r, 0) for r, n in enumerate(committed)]
+        )
+        nodes += committed
+        queries = [
+            PathwayQuery(q.obj, child_plan(world.prompt_nodes[world.objects.index(q.obj)], n))
+            for q, n in zip(queries, committed, strict=True)
+        ]
+    return out + [backend.mask_logits(node) for node in nodes]
+
+
+def check_memory_export(case: BackendCase) -> None:
+    """`MemoryExport` (optional): a fresh backend that imports what another exported answers
+    every later call bit for bit as the exporter does; a node released before the export is
+    not imported; the export changes nothing held; importing twice, or bytes that are not an
+    export, is a MemoryContractError."""
+    world = grow(case)
+    backend = world.backend
+    if not isinstance(backend, MemoryExport):
+        raise AssertionError(f"{case.name} does not implement MemoryExport")
+    world.boxes = "boxes" in case.supported
+    released = world.children[world.objects[0]][-1]
+    backend.release([released])
+    held = case.held(backend)
+    data = backend.export_memories()
+    fresh = case.make()
+    assert isinstance(fresh, MemoryExport)
+    fresh.import_memories(data)
+    assert case.held(fresh) == held, (
+        f"export: {case.held(fresh)} memories held after the import, {held} exported"
+    )
+    _raises(MemoryContractError, f"export: released node {released} was imported all the same",
+            lambda: fresh.mask_logits(released))
+    try:
+        imported = _continue(world, fresh, released)
+    except MemoryContractError as error:
+        raise AssertionError(f"export: the importing backend misses a node ({error})") from None
+    original = _continue(world, backend, released)
+    assert len(imported) == len(original), "export: the two backends returned different amounts"
+    for i, (a, b) in enumerate(zip(original, imported, strict=True)):
+        _close(f"export: output {i} after the import, against the exporting backend", b, a)
+    _raises(MemoryContractError, "export: importing the same nodes twice",
+            lambda: fresh.import_memories(data))
+    other = case.make()
+    assert isinstance(other, MemoryExport)
+    _raises(MemoryContractError, "export: importing bytes that are not an export",
+            lambda: other.import_memories(b"not an export"))
+
+
+EXPORT_CHECKS: tuple[Callable[[BackendCase], None], ...] = (check_memory_export,)
+"""Checks of the optional `MemoryExport` half of the contract, for backends that have it."""
 
 CHECKS: tuple[Callable[[BackendCase], None], ...] = (
     check_shapes_and_dtypes,

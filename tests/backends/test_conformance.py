@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from conformance import (
     CHECKS,
+    EXPORT_CHECKS,
     BackendCase,
     check_commit_reads_only_its_proposals,
     check_mask_stats,
+    check_memory_export,
     check_pointer_span,
     check_promotion,
     check_release,
@@ -121,6 +123,16 @@ def test_backend_options_table_is_what_each_backend_implements(case: BackendCase
     """`treemem strategies` reports from the run layer's table; check_options proves the case's
     `supported` set, so the table must equal it."""
     assert BACKEND_OPTIONS[case.name] == case.supported
+EXPORTING = {"synthetic", "sam2"}
+
+
+@pytest.mark.parametrize("check", EXPORT_CHECKS, ids=lambda check: check.__name__)
+def test_backend_exports_memories(case: BackendCase, check: Callable[[BackendCase], None]) -> None:
+    """The synthetic and SAM 2 backends implement the optional `MemoryExport` (snapshots
+    need it); the SAM 3 backend does not yet (its runs do not snapshot)."""
+    if case.name not in EXPORTING:
+        pytest.skip(f"the {case.name} backend has no MemoryExport yet")
+    check(case)
 
 
 # --- the suite catches defects -------------------------------------------------------------------
@@ -239,6 +251,24 @@ class ShiftedStats(Forwarding):
             return proposals
         rows = np.roll(np.arange(len(queries)), 1)
         return dataclasses.replace(proposals, stats=proposals.stats.rows(rows))
+class ImportsNothing(Forwarding):
+    """Exports, but its import stores nothing: a resumed run would read released memory."""
+
+    def export_memories(self) -> bytes:
+        return self.inner.export_memories()
+
+    def import_memories(self, data: bytes) -> None:
+        pass
+
+
+class ImportShiftsMasks(ImportsNothing):
+    """Imports every memory one pixel off (a resize that rounds the wrong way)."""
+
+    def import_memories(self, data: bytes) -> None:
+        self.inner.import_memories(data)
+        memory = self.inner._memory
+        for node, stored in memory.items():
+            memory[node] = dataclasses.replace(stored, mask=np.roll(stored.mask, 1, axis=1))
 
 
 def _wrapped(defect: type[Forwarding]) -> BackendCase:
@@ -287,6 +317,18 @@ def test_the_suite_catches_a_defective_backend(
     with pytest.raises(AssertionError):
         caught_by(case)
     assert caught_by.__name__ in _failures(case)
+
+
+@pytest.mark.parametrize("defect", [ImportsNothing, ImportShiftsMasks],
+                         ids=lambda value: value.__name__)
+def test_the_export_check_catches_a_defective_import(defect: type[Forwarding]) -> None:
+    with pytest.raises(AssertionError, match="export"):
+        check_memory_export(_wrapped(defect))
+
+
+def test_a_backend_without_export_fails_the_export_check() -> None:
+    with pytest.raises(AssertionError, match="does not implement MemoryExport"):
+        check_memory_export(_wrapped(Forwarding))
 
 
 def test_a_backend_refuses_options_it_does_not_implement() -> None:

@@ -8,6 +8,8 @@ Output folder:
                      holds an unfinished run
     run.partial.json the settings of an unfinished run (removed once run.json is written);
                      `--resume` checks them and finishes the run (see treemem.resume)
+    snapshot.bin     the search state every --snapshot-every frames (removed at the end);
+                     `--resume` goes on from it (see treemem.pipeline.snapshots)
 
 With `--live`, VIDEO is any source PyAV opens (a file, rtsp:// or http:// URL, a capture
 device, `-` for an encoded stream on standard input), decoded as it comes: the same folder,
@@ -39,6 +41,7 @@ from treemem.pipeline.runner import (
     run_to_folder,
 )
 from treemem.pipeline.sinks import FrameSink, check_output, interrupted_message
+from treemem.pipeline.snapshots import DEFAULT_EVERY
 from treemem.registry import parse_overrides
 from treemem.types import InputError, Prompt, UInt8Array
 
@@ -103,6 +106,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--resume", action="store_true",
                         help="finish the interrupted run in --out (give the same options); "
                         "the output equals an uninterrupted run's")
+    parser.add_argument("--snapshot-every", type=int, default=DEFAULT_EVERY, metavar="N",
+                        help="save the search state every N frames, so --resume recomputes at "
+                        f"most N frames (default {DEFAULT_EVERY}; 0: never, a resume then "
+                        "searches from the first frame)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     live = parser.add_argument_group("live sources (--live)")
     live.add_argument("--live", action="store_true",
@@ -133,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no prompt given; pass --mask FIRST_FRAME_MASK.png, --box or --points")
     if args.objects is not None and args.objects < 1:
         raise InputError(f"--objects must be >= 1, got {args.objects}")
+    if args.snapshot_every < 0:
+        raise InputError(f"--snapshot-every must be >= 0, got {args.snapshot_every}")
     if args.overwrite and args.resume:
         raise InputError("--overwrite and --resume exclude each other; pass one")
     if not args.live and (args.overlays or args.serve):
@@ -154,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             report = run_to_folder(
                 opened, prompts, choice, args.out, overwrite=args.overwrite,
                 resume=args.resume, max_lag=args.max_lag,
+                snapshot_every=args.snapshot_every or None,
                 progress=False if args.no_progress else None, direction=direction,
             )
         except KeyboardInterrupt:

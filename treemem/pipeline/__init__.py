@@ -10,4 +10,6 @@ users of it, so they cannot disagree:
 - `sinks`: results go to memory (`IdArraySink`) or to files (`PaletteFolderSink`,
   `RunFolder`), every file error as one `OutputError` naming the path.
 - `runner`: a whole run to a run folder (masks/, tree.jsonl, run.json, resume).
+- `snapshots`: the search state saved every N frames of a run, so `--resume` goes on from
+  the last snapshot instead of the first frame.
 """

@@ -27,7 +27,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from treemem.backend import Backend
-from treemem.engine import Engine
+from treemem.engine import Engine, EngineState
 from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
 from treemem.types import (
@@ -156,6 +156,20 @@ class _Search:
                 self.starts.setdefault(prompt.obj, prompt.frame)
 
 
+@dataclass(frozen=True, eq=False)
+class StreamState:
+    """A one-direction `FrameStream` of a video between two frames (`FrameStream.snapshot`):
+    the engine's state, the next frame to yield (the frames before it in tracking order were
+    yielded), the frame each object is tracked from, the masks of frames some objects have
+    been decided on but not all (frame -> object -> mask), and the forced count."""
+
+    engine: EngineState
+    next_frame: int
+    starts: dict[int, int]
+    pending: dict[int, dict[int, ObjectMask]]
+    forced: int
+
+
 @dataclass(eq=False)
 class FrameStream:
     """Runs the search and yields `FrameResult`s in tracking order as they complete.
@@ -175,6 +189,10 @@ class FrameStream:
     late each was decided, `forced` how many `max_lag` forced, `rejected` the candidates
     rejected as non-finite. sam2's `max_frame_num_to_track=m` from frame s is
     `last_frame = s + m` forward and `s - m` backward (clamped to the video, as sam2 does).
+
+    `snapshot()` (from `frames()`' `on_frame`) and `restore()` (before `frames()`) let a
+    resumed run of a video in one direction go on from a snapshot; `decisions` and `lags`
+    then hold the resumed part only.
     """
 
     backend: Backend
@@ -194,6 +212,8 @@ class FrameStream:
     _added: list[Prompt] = field(default_factory=list, repr=False)
     _search: _Search | None = field(default=None, repr=False)
     _started: bool = field(default=False, repr=False)
+    _current: _Search | None = field(default=None, repr=False)
+    _restored: StreamState | None = field(default=None, repr=False)
 
     @property
     def objects(self) -> tuple[int, ...]:
@@ -286,7 +306,8 @@ class FrameStream:
         first, last = self._span(direction)
         search = self._new_search(direction, first, last)
         step = search.sign
-        for frame in range(first, last + step, step):
+        resume_at = first if search.frame is None else search.frame + step
+        for frame in range(resume_at, last + step, step):
             yield from self._step(search, frame)
             if on_frame is not None:
                 on_frame(search.position(frame) - search.position(first) + 1)
@@ -350,8 +371,39 @@ class FrameStream:
         engine = Engine(self.strategy, self.backend, record=self.record, max_lag=self.max_lag,
                         direction=direction)
         search = _Search(engine, frame_step(direction), first, last, self.rejected)
-        search.add_prompts(self.prompts)
+        restored = self._restored
+        if restored is None:
+            search.add_prompts(self.prompts)
+        else:
+            engine.restore(restored.engine)
+            search.next_frame, search.frame = restored.next_frame, restored.engine.frame
+            search.starts.update(restored.starts)
+            search.pending.update({f: dict(masks) for f, masks in restored.pending.items()})
+            self.forced = restored.forced
+        self._current = search
         return search
+
+    # --- snapshots ---------------------------------------------------------------------------
+
+    def snapshot(self) -> StreamState:
+        """The stream between two frames: call it from `frames()`' `on_frame` callback, when
+        every frame decided so far has been yielded (and written by the caller's sinks)."""
+        search = self._current
+        if search is None or search.frame is None:
+            raise TreememError("the stream has not searched a frame yet: nothing to snapshot")
+        if self.direction == "both":
+            raise TreememError("snapshots cover one-direction streams, not direction 'both'")
+        pending = {frame: dict(masks) for frame, masks in search.pending.items()}
+        return StreamState(
+            search.engine.snapshot(), search.next_frame, dict(search.starts), pending, self.forced
+        )
+
+    def restore(self, state: StreamState) -> None:
+        """Go on from `state` when `frames()` runs: `record` must be the snapshot's record
+        and the backend must hold its memories (see `Engine.restore`)."""
+        if self._started or self.direction == "both":
+            raise TreememError("restore a one-direction FrameStream before it runs")
+        self._restored = state
 
     def _step(self, search: _Search, frame: int) -> Iterator[FrameResult]:
         yield from self._decided(search, frame, search.engine.step(frame))
@@ -422,6 +474,7 @@ __all__ = [
     "FrameStream",
     "ObjectMask",
     "RunDirection",
+    "StreamState",
     "check_direction",
     "compose_ids",
 ]

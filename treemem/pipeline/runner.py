@@ -8,6 +8,7 @@ adds the run folder's bookkeeping (settings for --resume, tree.jsonl, run.json, 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,15 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import treemem
+from treemem.backend import MemoryExport
 from treemem.pipeline.frames import FrameResult, FrameStream, RunDirection, check_direction
 from treemem.pipeline.inputs import OpenedVideo
 from treemem.pipeline.live import LiveTracker
 from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
+from treemem.pipeline.snapshots import SnapshotWriter, resume_point
 from treemem.pipeline.sweep import SweepStream
 from treemem.registry import REGISTRY
-from treemem.resume import run_settings
+from treemem.resume import PARTIAL, run_settings
 from treemem.strategy import StrategySet
 from treemem.types import ConfigError, Prompt, UInt8Array
+
+log = logging.getLogger("treemem.run")
 
 
 @dataclass(frozen=True)
@@ -134,27 +139,46 @@ def run_to_folder(
     progress: bool | None = None,
     label: str = "",
     extra_sinks: Sequence[FrameSink] = (),
+    snapshot_every: int | None = None,
     direction: RunDirection = "forward",
 ) -> dict[str, Any]:
     """Search and write masks/, tree.jsonl and run.json into `out`; returns what run.json holds.
 
     With `resume`, an interrupted run in `out` started with the same settings is finished
     (see `treemem.resume`): the files end up identical to an uninterrupted run's, timings in
-    run.json aside. A KeyboardInterrupt propagates after the folder is left resumable.
-    `direction`: track forward, backward or both ways from the prompts (`FrameStream`).
+    run.json aside. It goes on from the run's last snapshot when there is one (written every
+    `snapshot_every` searched frames, None: none; see `treemem.pipeline.snapshots`), else it
+    searches from the first frame. A KeyboardInterrupt propagates after the folder is left
+    resumable. `direction`: track forward, backward or both ways from the prompts
+    (`FrameStream`); snapshots are taken of one-direction runs only.
     """
     check_direction(direction)
     parameters = parameters_record(choice.parameters)
     info = {"video": opened.video_info, "backend": opened.backend_info}
     settings = run_settings(choice.name, parameters, info, prompts, max_lag, direction)
-    stream = FrameStream(
-        opened.backend, choice.strategy, prompts, max_lag=max_lag, direction=direction
-    )
+    backend = opened.backend
+    stream = FrameStream(backend, choice.strategy, prompts, max_lag=max_lag, direction=direction)
+    point = None
+    if resume and direction != "both" and (out / PARTIAL).is_file():
+        point = resume_point(out, settings, backend, opened.frame_names, stream)
+    if point is not None:
+        assert isinstance(backend, MemoryExport)  # resume_point checked it
+        backend.import_memories(point.snapshot.memories)
+        stream.record = point.record
+        stream.restore(point.snapshot.stream)
+        log.info("resuming from the snapshot taken after frame %d", point.snapshot.frame)
     folder = RunFolder.open(
-        out, opened.frame_names, settings, stream.record, overwrite=overwrite, resume=resume
+        out, opened.frame_names, settings, stream.record, overwrite=overwrite, resume=resume,
+        continue_tree=point is not None,
     )
+    on_frame = None
+    if snapshot_every is not None and direction != "both" and isinstance(backend, MemoryExport):
+        on_frame = SnapshotWriter(folder, stream, backend, settings, snapshot_every)
+    if point is not None:
+        folder.masks.written = point.snapshot.masks_written
     try:
-        seconds = search_frames(stream, [folder, *extra_sinks], label=label, progress=progress)
+        seconds = search_frames(stream, [folder, *extra_sinks], label=label, progress=progress,
+                                on_frame=on_frame)
     except BaseException:
         folder.close()
         raise

@@ -24,7 +24,7 @@ import numpy as np
 from treemem.io.atomic import remove_temporaries, write_json
 from treemem.io.masks import read_mask, write_palette_png
 from treemem.pipeline.frames import FrameResult
-from treemem.resume import PARTIAL, begin, finish
+from treemem.resume import PARTIAL, SNAPSHOT, begin, finish
 from treemem.tree import TreeRecord
 from treemem.types import InputError, OutputError, UInt8Array
 
@@ -161,10 +161,11 @@ def check_output(out: Path, *, overwrite: bool, resume: bool = False) -> None:
 def clear_run(out: Path) -> None:
     """Remove a previous run's files, run.json first so a half-cleared folder never looks done.
 
-    Only treemem's own files go: run.json, run.partial.json, tree.jsonl and masks/*.png.
+    Only treemem's own files go: run.json, run.partial.json, snapshot.bin, tree.jsonl and
+    masks/*.png.
     """
     with output_errors(out, "clear"):
-        for name in ("run.json", PARTIAL, "tree.jsonl"):
+        for name in ("run.json", PARTIAL, SNAPSHOT, "tree.jsonl"):
             (out / name).unlink(missing_ok=True)
         masks = out / "masks"
         if masks.is_dir():
@@ -198,18 +199,22 @@ class RunFolder:
         *,
         overwrite: bool = False,
         resume: bool = False,
+        continue_tree: bool = False,
     ) -> RunFolder:
+        """`continue_tree`: append to tree.jsonl (a resume from a snapshot, which has cut it
+        back to the snapshot's rows) instead of writing it afresh."""
         check_output(out, overwrite=overwrite, resume=resume)
         make_folder(out)
         if overwrite:
             clear_run(out)
         with output_errors(out / PARTIAL):
             resuming = begin(out, settings, resume=resume)
-            for name in ("run.json", PARTIAL):
+            for name in ("run.json", PARTIAL, SNAPSHOT):
                 remove_temporaries(out, name)
         masks = PaletteFolderSink(out / "masks", names, keep_equal=resuming)
         with output_errors(out / "tree.jsonl"):
-            tree = open(out / "tree.jsonl", "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+            mode = "a" if continue_tree and resuming else "w"
+            tree = open(out / "tree.jsonl", mode, encoding="utf-8")  # noqa: SIM115 (closed in finish)
         return cls(out, masks, record, resuming, tree)
 
     def write(self, result: FrameResult) -> None:
@@ -225,6 +230,17 @@ class RunFolder:
         with output_errors(self.out / "tree.jsonl"):
             self.record.write_new_rows(self._tree)
             self._tree.flush()
+
+    def sync_tree(self) -> tuple[int, int]:
+        """Flush every recorded row to tree.jsonl and fsync it (a snapshot counts on them
+        being on disk); returns the rows and bytes the file holds."""
+        self.flush_tree()
+        if self._tree is None:
+            raise OutputError(f"{self.out / 'tree.jsonl'} is closed")
+        with output_errors(self.out / "tree.jsonl"):
+            os.fsync(self._tree.fileno())
+            size = os.fstat(self._tree.fileno()).st_size
+        return len(self.record), size
 
     def finish(self, report: dict[str, Any]) -> None:
         """The last tree rows, then run.json; the run is no longer resumable."""

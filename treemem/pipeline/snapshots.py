@@ -1,0 +1,238 @@
+"""Snapshots of a running search, so `--resume` goes on from the last one, not from frame 0.
+
+Every `every` searched frames (`treemem run --snapshot-every N`) the run folder's
+`snapshot.bin` is replaced by one holding everything the search needs to go on: the engine's
+state (each object's beam with its memory histories and pathway-model states such as
+SAMURAI's Kalman filters, the lineage, what re-prompts need), the frame stream's writer
+position and the masks of frames decided for some objects only, the backend's memories
+(`treemem.backend.MemoryExport`: every node still held), and how far masks/ and tree.jsonl
+were written. The open tail of the tree record is flushed (and fsynced) to tree.jsonl first,
+so the snapshot only needs its length. The video reader needs nothing: it reads frames by
+index and seeks to the frame after the snapshot's itself.
+
+A snapshot is written atomically (temporary file, fsync, rename, fsync of the folder), so a
+kill at any moment leaves the previous one whole. `resume_point` reads it back for a resumed
+run: it must belong to the same run settings, tree.jsonl must hold at least the rows it
+counts and masks/ every frame before its writer position; tree.jsonl is then cut back to the
+snapshot's length (a killed run may have gone on writing), the record reloaded from it, and
+the search restored. Without a usable snapshot the resume searches from the first frame, as
+before snapshots existed.
+
+The file is a pickle read by an unpickler that accepts only treemem's records, numpy arrays
+and plain containers; it is a private, version-bound file of one run folder (like the
+folder's other files, trust it as you trust the folder), not an exchange format.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from treemem.backend import Backend, MemoryExport
+from treemem.pipeline.frames import FrameStream, StreamState
+from treemem.pipeline.sinks import RunFolder, output_errors
+from treemem.resume import SNAPSHOT, first_difference
+from treemem.tree import TreeRecord
+from treemem.types import ConfigError, InputError, TreememError
+
+log = logging.getLogger("treemem.snapshots")
+
+DEFAULT_EVERY = 100
+"""Frames between snapshots by default: a resume recomputes at most this many frames."""
+FORMAT = 1
+"""Bumped whenever what a snapshot holds changes; a snapshot of another format is not used."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What `snapshot.bin` holds (see the module docstring).
+
+    memories: the backend's `export_memories()`; masks_written: PNGs written (frames
+    first..stream.next_frame - 1); tree_rows, tree_bytes: the rows and bytes of tree.jsonl.
+    """
+
+    format: int
+    settings: Mapping[str, Any]
+    stream: StreamState
+    memories: bytes
+    masks_written: int
+    tree_rows: int
+    tree_bytes: int
+
+    @property
+    def frame(self) -> int:
+        """The last frame searched before the snapshot."""
+        return self.stream.engine.frame
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """`data` to `path`: a temporary file beside it, fsynced, renamed over it, the folder
+    fsynced; a kill at any point leaves `path` as it was or complete."""
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+class _Unpickler(pickle.Unpickler):
+    """Builds only treemem's own classes, numpy arrays and plain containers: a snapshot is
+    data, so no function but numpy's array rebuilders may be named in it."""
+
+    _NUMPY: ClassVar[set[tuple[str, str]]] = {
+        ("numpy", "dtype"), ("numpy", "ndarray"),
+        ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+        ("collections", "deque"), ("builtins", "set"), ("builtins", "frozenset"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._NUMPY:
+            return super().find_class(module, name)
+        if module == "treemem" or module.startswith("treemem."):
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
+        raise pickle.UnpicklingError(f"a snapshot does not hold {module}.{name}")
+
+
+def read_snapshot(path: Path) -> Snapshot | None:
+    """The snapshot at `path`; None (and a warning) when it is missing, unreadable or of
+    another format: the resume then searches from the first frame."""
+    if not path.is_file():
+        return None
+    try:
+        snapshot = _Unpickler(io.BytesIO(path.read_bytes())).load()
+    except Exception as error:  # any unpickling failure means: do not use it
+        log.warning("%s is unreadable (%s); searching again from the first frame", path, error)
+        return None
+    if not isinstance(snapshot, Snapshot) or snapshot.format != FORMAT:
+        log.warning("%s is not a snapshot of this treemem version; searching again from the "
+                    "first frame", path)
+        return None
+    return snapshot
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """A usable snapshot and the tree record reloaded up to it (see `resume_point`)."""
+
+    snapshot: Snapshot
+    record: TreeRecord
+
+
+def resume_point(
+    out: Path, settings: Mapping[str, Any], backend: Backend, frame_names: list[str],
+    stream: FrameStream,
+) -> ResumePoint | None:
+    """The snapshot a resumed run of `stream` in `out` goes on from, or None to search from
+    the start (no snapshot, an unusable one, or a backend that cannot import memories).
+
+    Raises `InputError` when the snapshot belongs to a run with other settings. Cuts
+    tree.jsonl back to the snapshot's length; nothing else is changed until the run goes on.
+    """
+    snapshot = read_snapshot(out / SNAPSHOT)
+    if snapshot is None:
+        return None
+    difference = first_difference(dict(snapshot.settings), dict(settings))
+    if difference is not None:
+        raise InputError(
+            f"cannot resume from {out / SNAPSHOT}: it was written by a run with other settings "
+            f"({difference}); give the interrupted run's options, or --overwrite"
+        )
+    if not isinstance(backend, MemoryExport):
+        log.warning("the backend cannot import memories; searching again from the first frame")
+        return None
+    tree = out / "tree.jsonl"
+    size = tree.stat().st_size if tree.is_file() else -1
+    written = {p.stem for p in (out / "masks").glob("*.png")}
+    step = -1 if stream.direction == "backward" else 1
+    wanted = range(stream.first_frame, snapshot.stream.next_frame, step)
+    missing = next((frame_names[f] for f in wanted if frame_names[f] not in written), None)
+    if size < snapshot.tree_bytes or missing is not None:
+        what = f"masks/{missing}.png is missing" if missing else "tree.jsonl is shorter"
+        log.warning("%s does not match the run folder (%s); searching again from the first "
+                    "frame", out / SNAPSHOT, what)
+        return None
+    with output_errors(tree):
+        os.truncate(tree, snapshot.tree_bytes)
+    record = TreeRecord.load_jsonl(tree)
+    if len(record) != snapshot.tree_rows:
+        raise TreememError(
+            f"{tree} holds {len(record)} rows up to the snapshot, which counted "
+            f"{snapshot.tree_rows}; pass --overwrite to start again"
+        )
+    return ResumePoint(snapshot, record)
+
+
+@dataclass(eq=False)
+class SnapshotWriter:
+    """`search_frames`' `on_frame` callback: a snapshot after every `every`-th searched frame
+    (none after the last; `count`, `seconds` and `last_bytes` say what they cost)."""
+
+    folder: RunFolder
+    stream: FrameStream
+    backend: MemoryExport
+    settings: Mapping[str, Any]
+    every: int
+    count: int = 0
+    seconds: float = 0.0
+    last_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ConfigError(f"snapshot interval must be >= 1 frame, got {self.every}")
+
+    def __call__(self, done: int) -> None:
+        total = self.stream.frame_count
+        if done % self.every or done >= total:
+            return
+        started = time.perf_counter()
+        tree_rows, tree_bytes = self.folder.sync_tree()
+        state = self.stream.snapshot()
+        snapshot = Snapshot(
+            FORMAT, dict(self.settings), state, self.backend.export_memories(),
+            self.folder.masks.written, tree_rows, tree_bytes,
+        )
+        data = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
+        path = self.folder.out / SNAPSHOT
+        with output_errors(path):
+            write_atomically(path, data)
+        seconds = time.perf_counter() - started
+        self.count += 1
+        self.last_bytes = len(data)
+        self.seconds += seconds
+        log.info("snapshot after frame %d: %d bytes (%d of them memories) in %.1f ms",
+                 state.engine.frame, len(data), len(snapshot.memories), 1000 * seconds)
+
+
+__all__ = [
+    "DEFAULT_EVERY",
+    "ResumePoint",
+    "Snapshot",
+    "SnapshotWriter",
+    "read_snapshot",
+    "resume_point",
+    "write_atomically",
+]
