@@ -35,7 +35,7 @@ def greedy_logits(model: object, frames: np.ndarray, mask: np.ndarray, *, compil
                           compile=compile)
     engine = Engine(load_strategy("greedy"), backend)
     return {d.frame: backend.mask_logits(d.node)
-            for d in engine.run([Prompt(obj=1, frame=0, mask=mask)])}
+            for d in engine.run([Prompt(obj=1, frame=0, mask=mask)], range(len(frames)))}
 
 
 def test_compiled_model_tracks_as_the_eager_one(models: tuple[object, object]) -> None:
