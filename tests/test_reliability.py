@@ -259,10 +259,10 @@ def test_sam2_interrupted_run_resumes_to_identical_output(
     with the uninterrupted run's files (--max-lag 0: frames 0 and 1 are written by then)."""
     import treemem.pipeline.inputs as inputs
 
-    open_sam2 = inputs._open_sam2
+    open_model = inputs._open_model
 
-    def interrupted_at_frame_2(video: object, spec: object, models: object) -> object:
-        opened = open_sam2(video, spec, models)  # type: ignore[arg-type]
+    def interrupted_at_frame_2(video: object, name: str, spec: object, models: object) -> object:
+        opened = open_model(video, name, spec, models)  # type: ignore[arg-type]
         backend = opened.backend
         encode = backend.encode
 
@@ -275,10 +275,10 @@ def test_sam2_interrupted_run_resumes_to_identical_output(
         return opened
 
     out = tmp_path / "run"
-    monkeypatch.setattr(inputs, "_open_sam2", interrupted_at_frame_2)
+    monkeypatch.setattr(inputs, "_open_model", interrupted_at_frame_2)
     assert main(sam2_args(sam2_clip, out)) == 130
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png", "00001.png"]
-    monkeypatch.setattr(inputs, "_open_sam2", open_sam2)
+    monkeypatch.setattr(inputs, "_open_model", open_model)
     assert main(sam2_args(sam2_clip, out, "--resume")) == 0
     assert snapshot(out) == sam2_reference
 

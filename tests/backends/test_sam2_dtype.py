@@ -134,10 +134,10 @@ def test_resume_with_another_dtype_is_refused(
     """A bf16 run interrupted on frame 2 (KeyboardInterrupt in encode) resumes only as bf16."""
     import treemem.pipeline.inputs as inputs
 
-    open_sam2 = inputs._open_sam2
+    open_model = inputs._open_model
 
-    def interrupted_at_frame_2(video: object, spec: object, models: object) -> object:
-        opened = open_sam2(video, spec, models)  # type: ignore[arg-type]
+    def interrupted_at_frame_2(video: object, name: str, spec: object, models: object) -> object:
+        opened = open_model(video, name, spec, models)  # type: ignore[arg-type]
         encode: Callable[[int], object] = opened.backend.encode
 
         def encode_until_2(frame: int) -> object:
@@ -149,9 +149,9 @@ def test_resume_with_another_dtype_is_refused(
         return opened
 
     out = tmp_path / "run"
-    monkeypatch.setattr(inputs, "_open_sam2", interrupted_at_frame_2)
+    monkeypatch.setattr(inputs, "_open_model", interrupted_at_frame_2)
     assert main(run_args(clip, out, "--dtype", "bf16", "--max-lag", "0")) == 130
-    monkeypatch.setattr(inputs, "_open_sam2", open_sam2)
+    monkeypatch.setattr(inputs, "_open_model", open_model)
     assert (out / PARTIAL).is_file()
     capsys.readouterr()
     assert main(run_args(clip, out, "--resume", "--max-lag", "0")) == 2
