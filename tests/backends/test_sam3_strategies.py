@@ -9,6 +9,7 @@ import pytest
 
 import treemem
 from treemem import Engine, Prompt, load_strategy
+from treemem.pipeline.inputs import runs_on
 from treemem.registry import REGISTRY
 
 torch = pytest.importorskip("torch")
@@ -27,7 +28,9 @@ def model(sam3_threads: None) -> object:
     return build_random_model(small_config(112), seed=0)
 
 
-@pytest.mark.parametrize("strategy", REGISTRY.names())
+@pytest.mark.parametrize(
+    "strategy", [n for n in REGISTRY.names() if "sam3" in runs_on(load_strategy(n).options())]
+)
 def test_every_strategy_set_runs_on_sam3(model: object, strategy: str) -> None:
     """Two objects, 12 frames: every frame of every object decided, from the backend's masks;
     SAMURAI's sets read candidate boxes, the trees keep several pathways."""
