@@ -26,6 +26,7 @@ from treemem.pipeline.sweep import SweepStream
 from treemem.registry import REGISTRY
 from treemem.resume import PARTIAL, run_settings
 from treemem.strategy import StrategySet
+from treemem.tree import TreeRecord
 from treemem.types import ConfigError, Prompt, UInt8Array
 
 log = logging.getLogger("treemem.run")
@@ -157,7 +158,9 @@ def run_to_folder(
     info = {"video": opened.video_info, "backend": opened.backend_info}
     settings = run_settings(choice.name, parameters, info, prompts, max_lag, direction)
     backend = opened.backend
-    stream = FrameStream(backend, choice.strategy, prompts, max_lag=max_lag, direction=direction)
+    # The folder's tree.jsonl is the whole record: memory holds its open tail only.
+    stream = FrameStream(backend, choice.strategy, prompts, max_lag=max_lag, direction=direction,
+                         record=TreeRecord(keep="open"))
     point = None
     if resume and direction != "both" and (out / PARTIAL).is_file():
         point = resume_point(out, settings, backend, opened.frame_names, stream)
