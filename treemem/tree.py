@@ -49,8 +49,8 @@ RecordKeep = Literal["all", "open"]
 `TreeRecord`)."""
 RECORD_KEEPS: tuple[str, ...] = get_args(RecordKeep)
 _DROP_AT_LEAST = 4096
-"""An "open" record drops rows in batches of at least this many (and at least as many as it
-still holds), so dropping costs O(1) per row, not a copy of the tail per frame."""
+"""An "open" record drops rows in batches of at least this many (and at least half of what it
+holds), so dropping costs O(1) per row, not a copy of the tail per frame."""
 
 RecordedRule = SurvivorRule | Literal[""]
 """A row's survivor rule; "" where none was recorded (older files, hand-built rows)."""

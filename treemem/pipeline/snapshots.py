@@ -48,7 +48,7 @@ log = logging.getLogger("treemem.snapshots")
 
 DEFAULT_EVERY = 100
 """Frames between snapshots by default: a resume recomputes at most this many frames."""
-FORMAT = 1
+FORMAT = 2
 """Bumped whenever what a snapshot holds changes; a snapshot of another format is not used."""
 
 
@@ -169,8 +169,7 @@ def resume_point(
     tree = out / "tree.jsonl"
     size = tree.stat().st_size if tree.is_file() else -1
     written = {p.stem for p in (out / "masks").glob("*.png")}
-    step = -1 if stream.direction == "backward" else 1
-    wanted = range(stream.first_frame, snapshot.stream.next_frame, step)
+    wanted = sorted(stream.yielded_before(snapshot.stream))
     missing = next((frame_names[f] for f in wanted if frame_names[f] not in written), None)
     if size < snapshot.tree_bytes or missing is not None:
         what = f"masks/{missing}.png is missing" if missing else "tree.jsonl is shorter"
