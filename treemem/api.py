@@ -290,6 +290,7 @@ def stream(
     model: Any = None,
     dtype: str = "fp32",
     compile: bool = False,
+    keep_record: bool = False,
 ) -> LiveTracker:
     """Track objects through frames handed over one at a time (a camera, a decoder, frames a
     program makes): a source of unknown length.
@@ -310,12 +311,15 @@ def stream(
     same frames when every prompt is on the first frame); `max_lag` L emits every frame at
     most L frames after it arrived. The other arguments are `track()`'s; `backend` is "sam2"
     (default) or a `Backend` instance that reads its own frames (a `SyntheticBackend`).
+    `tracker.record` holds the search tree's open tail only, so memory stays flat however
+    long the stream runs; `keep_record=True` keeps all of it (it grows with every frame).
     """
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
     spec = ModelSpec(checkpoint, config, device, offload, image_size, model, dtype=dtype,
                      compile=compile)
-    tracker = LiveTracker(choice.strategy, live_backend(backend, spec), max_lag=max_lag)
+    tracker = LiveTracker(choice.strategy, live_backend(backend, spec), max_lag=max_lag,
+                          keep_record=keep_record)
     tracker.prompt(prompts)
     return tracker
 
