@@ -204,6 +204,7 @@ class Sam2Backend:
         for bit equal to sam2's predictor; it costs the batching (one pass per distinct
         pathway instead of one per memory layout)."""
         self.model = model
+        self.read_frame = read_frame
         self._num_frames = num_frames
         self.pointer_length = model.max_obj_ptrs_in_encoder if num_frames is None else num_frames
         """The video length SAM 2 normalises object-pointer positions by: its
