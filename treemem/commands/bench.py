@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from treemem.benchmark import (
-    BACKENDS,
     BASELINE,
     BenchSettings,
     format_runs,
@@ -20,6 +19,7 @@ from treemem.benchmark import (
     run_benchmark,
 )
 from treemem.evaluation import mean_curve, plot_curves
+from treemem.pipeline.inputs import BACKENDS
 from treemem.protocols import PROTOCOLS
 from treemem.types import InputError
 
@@ -59,15 +59,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="KEY=V1,V2",
         help="sweep a parameter (repeat to cross); K1/K2=A1/A2,B1/B2 sweeps pairs",
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="synthetic")
-    parser.add_argument("--checkpoint", type=Path, help="SAM 2 checkpoint (--backend sam2)")
+    parser.add_argument("--backend", choices=BACKENDS, default="synthetic",
+                        help="segmentation model (default synthetic)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="SAM 2 checkpoint, or SAM 3's sam3.pt with --backend sam3")
+    parser.add_argument("--config",
+                        help="model config (default: inferred from the checkpoint); SAM 3: "
+                        "'sam3' or a JSON file of its shape")
     parser.add_argument("--image-size", type=int, help="SAM 2 input size (default: the config's)")
-    parser.add_argument("--device", help="SAM 2 device (default: cuda when available)")
+    parser.add_argument("--device", help="SAM 2 / SAM 3 device (default: cuda when available)")
     parser.add_argument(
         "--dtype",
         default="fp32",
         metavar="{fp32,bf16,fp16}",
-        help="SAM 2 precision: fp32 (default) or autocast to bf16 / fp16",
+        help="SAM 2 / SAM 3 precision: fp32 (default) or autocast to bf16 / fp16",
     )
     parser.add_argument(
         "--compile",
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         backend=args.backend,
         checkpoint=None if args.checkpoint is None else str(args.checkpoint.resolve()),
+        config=args.config,
         image_size=args.image_size,
         device=args.device,
         dtype=args.dtype,
