@@ -18,8 +18,8 @@ from treemem.benchmark import (
     make_synthetic,
     run_benchmark,
 )
+from treemem.commands.model_flags import add_model_flags
 from treemem.evaluation import mean_curve, plot_curves
-from treemem.pipeline.inputs import BACKENDS
 from treemem.protocols import PROTOCOLS
 from treemem.types import InputError
 
@@ -59,27 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="KEY=V1,V2",
         help="sweep a parameter (repeat to cross); K1/K2=A1/A2,B1/B2 sweeps pairs",
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="synthetic",
-                        help="segmentation model (default synthetic)")
-    parser.add_argument("--checkpoint", type=Path,
-                        help="SAM 2 checkpoint, or SAM 3's sam3.pt with --backend sam3")
-    parser.add_argument("--config",
-                        help="model config (default: inferred from the checkpoint); SAM 3: "
-                        "'sam3' or a JSON file of its shape")
-    parser.add_argument("--image-size", type=int, help="SAM 2 input size (default: the config's)")
-    parser.add_argument("--device", help="SAM 2 / SAM 3 device (default: cuda when available)")
-    parser.add_argument(
-        "--dtype",
-        default="fp32",
-        metavar="{fp32,bf16,fp16}",
-        help="SAM 2 / SAM 3 precision: fp32 (default) or autocast to bf16 / fp16",
-    )
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="SAM 2: torch.compile the model's components (slow first frames; close to, "
-        "not equal to, the eager masks)",
-    )
+    add_model_flags(parser, "synthetic")
     parser.add_argument("--out", type=Path, help="output folder (resumable)")
     parser.add_argument(
         "--all-frames", action="store_true", help="also score the first and last annotated frames"

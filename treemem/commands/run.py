@@ -26,6 +26,7 @@ import importlib
 import sys
 from pathlib import Path
 
+from treemem.commands.model_flags import add_model_flags
 from treemem.io.masks import read_mask, validate_mask
 from treemem.io.stream import DEFAULT_TIMEOUT, LiveSource
 from treemem.pipeline import inputs
@@ -73,24 +74,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="strategy set (default sam2long; see `treemem strategies`)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="override a strategy parameter (repeatable)")
-    parser.add_argument("--backend", choices=inputs.BACKENDS, default="sam2",
-                        help="segmentation model (default sam2)")
-    parser.add_argument("--checkpoint", type=Path,
-                        help="SAM 2 checkpoint, or SAM 3's sam3.pt with --backend sam3")
-    parser.add_argument("--config",
-                        help="model config (default: inferred from the checkpoint); SAM 3: "
-                        "'sam3' or a JSON file of its shape")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present)")
+    add_model_flags(parser, "sam2")
     parser.add_argument("--offload", action="store_true",
                         help="keep frames and memories in host memory (long videos)")
-    parser.add_argument("--image-size", type=int, metavar="N", help="SAM 2 input resolution")
-    parser.add_argument("--dtype", default="fp32", metavar="{fp32,bf16,fp16}",
-                        help="SAM 2 / SAM 3 precision: fp32 (default) or autocast to bf16 / "
-                        "fp16, as sam2's tools run it")
-    parser.add_argument("--compile", action="store_true",
-                        help="SAM 2: torch.compile the model's components, as sam2's "
-                        "VOS-optimised predictor (slow first frames; close to, not equal to, "
-                        "the eager masks)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic backend seed (default 0)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--direction", default="forward", metavar="{forward,backward,both}",
