@@ -82,23 +82,10 @@ def image_size_overrides(image_size: int | None) -> list[str]:
 
 def build_model(config: str, *, device: str = "cpu", image_size: int | None = None) -> Any:
     """A SAM2VideoPredictor (a SAM2Base) with freshly initialised weights, in eval mode."""
-    from sam2.build_sam import build_sam2_video_predictor
-
-    config = resolve_config(config)
-    try:
-        model = build_sam2_video_predictor(
-            config,
-            ckpt_path=None,
-            device=device,
-            hydra_overrides_extra=image_size_overrides(image_size),
-        )
-    except Exception as error:  # hydra raises several unrelated types for a bad name
-        if (
-            "Cannot find primary config" in str(error)
-            or "MissingConfigException" in type(error).__name__
-        ):
-            raise ConfigError(f"unknown sam2 config {config!r}") from None
-        raise
+    model = build_video_model(
+        config, None, device, mode="eval", hydra_overrides_extra=image_size_overrides(image_size),
+        apply_postprocessing=True, vos_optimized=False,
+    )
     model.fill_hole_area = 0
     return model
 
