@@ -27,7 +27,6 @@ import functools
 import io
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
+from treemem.backends.frames import FrameImages
 from treemem.backends.sam2.attention import weighted_memory_attention
 from treemem.backends.sam2.compiled import compile_model, compiled_memory_attention
 from treemem.backends.sam2.masks import mask_stats
@@ -204,7 +204,6 @@ class Sam2Backend:
         for bit equal to sam2's predictor; it costs the batching (one pass per distinct
         pathway instead of one per memory layout)."""
         self.model = model
-        self.read_frame = read_frame
         self._num_frames = num_frames
         self.pointer_length = model.max_obj_ptrs_in_encoder if num_frames is None else num_frames
         """The video length SAM 2 normalises object-pointer positions by: its
@@ -230,8 +229,8 @@ class Sam2Backend:
         self._pointer_pos_cache: dict[tuple[int, ...], torch.Tensor] = {}
         self._spatial_pos_cache: dict[int, torch.Tensor] = {}
         self._last: FrameFeatures | None = None
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treemem-frames")
-        self._pending_frames: dict[int, Future[torch.Tensor]] = {}
+        self.images = FrameImages(read_frame, frame_size, model.image_size, IMAGE_MEAN, IMAGE_STD,
+                                  self.device, num_frames)
         self._token = object()
         self.distinct_rows: list[int] = []
         self.rows_alone = rows_alone
@@ -253,46 +252,11 @@ class Sam2Backend:
 
     # --- frames --------------------------------------------------------------------------------
 
-    def _image(self, frame: int) -> torch.Tensor:
-        """sam2's preprocessing: PIL resize to a square, /255, normalise (float32)."""
-        from PIL import Image
-
-        rgb = self.read_frame(frame)
-        if rgb.shape[:2] != self._frame_size:
-            raise InputError(
-                f"frame {frame} is {rgb.shape[1]}x{rgb.shape[0]}, the video is "
-                f"{self._frame_size[1]}x{self._frame_size[0]}: all frames must have one size"
-            )
-        size = self.model.image_size
-        resized = np.array(Image.fromarray(rgb).convert("RGB").resize((size, size))) / 255.0
-        image = torch.from_numpy(resized).permute(2, 0, 1).to(torch.float32)
-        mean = torch.tensor(IMAGE_MEAN, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(IMAGE_STD, dtype=torch.float32)[:, None, None]
-        image -= mean
-        image /= std
-        return image.to(self.device)[None]
-
-    def _prefetch(self, frame: int) -> Future[torch.Tensor]:
-        """Frame `frame`'s input tensor, decoded and resized on a reader thread; the next
-        frame is started at once, so decoding overlaps the model's work on this one (the
-        next in the order of the last two requests: frame - 1 after frame + 1, when tracking
-        backward). All reads go through that one thread, so the video reader is never used
-        concurrently."""
-        future = self._pending_frames.pop(frame, None)
-        if future is None:
-            future = self._reader.submit(self._image, frame)
-        self._pending_frames.clear()
-        backward = self._last is not None and self._last.frame == frame + 1
-        following = frame - 1 if backward else frame + 1
-        if self._num_frames is not None and 0 <= following < self._num_frames:
-            self._pending_frames[following] = self._reader.submit(self._image, following)
-        return future
-
     @_model_work
     def encode(self, frame: int) -> FrameFeatures:
         if self._last is not None and self._last.frame == frame:
             return self._last
-        backbone = self.model.forward_image(self._prefetch(frame).result())
+        backbone = self.model.forward_image(self.images.take(frame))
         _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
         self._last = FrameFeatures(frame, feats, pos, sizes)
         return self._last

@@ -38,7 +38,6 @@ import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 from sam3.model.sam3_tracker_base import NO_OBJ_SCORE
 from sam3.model.sam3_tracker_utils import get_1d_sine_pe
 
+from treemem.backends.frames import FrameImages
 from treemem.backends.sam3.attention import memory_attention
 from treemem.backends.sam3.loading import Sam3Tracker
 from treemem.geometry import boxes_from_occupancy
@@ -173,7 +173,6 @@ class Sam3Backend:
         runs under bfloat16 autocast on CUDA); None (default) is fp32."""
         self.model = model
         self.tracker: Any = model.tracker
-        self.read_frame = read_frame
         self._num_frames = num_frames
         self._frame_size = frame_size
         self.device = next(model.parameters()).device
@@ -189,8 +188,8 @@ class Sam3Backend:
         self._pointer_pos_cache: dict[tuple[int, ...], torch.Tensor] = {}
         self._spatial_pos_cache: dict[int, torch.Tensor] = {}
         self._last: FrameFeatures | None = None
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treemem-frames")
-        self._pending_frames: dict[int, Future[torch.Tensor]] = {}
+        self.images = FrameImages(read_frame, frame_size, self.tracker.image_size, IMAGE_MEAN,
+                                  IMAGE_STD, self.device, num_frames)
         self._token = object()
         self.peak_stored = 0
         """The most distinct memories held at once, for memory checks."""
@@ -225,43 +224,12 @@ class Sam3Backend:
 
     # --- frames --------------------------------------------------------------------------------
 
-    def image(self, frame: int) -> torch.Tensor:
-        """(1, 3, S, S) float32 input of `frame` (see the module docstring), on the device."""
-        from PIL import Image
-
-        rgb = self.read_frame(frame)
-        if rgb.shape[:2] != self._frame_size:
-            raise InputError(
-                f"frame {frame} is {rgb.shape[1]}x{rgb.shape[0]}, the video is "
-                f"{self._frame_size[1]}x{self._frame_size[0]}: all frames must have one size"
-            )
-        size = self.tracker.image_size
-        resized = np.array(Image.fromarray(rgb).convert("RGB").resize((size, size))) / 255.0
-        image = torch.from_numpy(resized).permute(2, 0, 1).to(torch.float32)
-        image -= torch.tensor(IMAGE_MEAN, dtype=torch.float32)[:, None, None]
-        image /= torch.tensor(IMAGE_STD, dtype=torch.float32)[:, None, None]
-        return image.to(self.device)[None]
-
-    def _prefetch(self, frame: int) -> Future[torch.Tensor]:
-        """Frame `frame`'s input, decoded and resized on one reader thread while the model
-        works; the next frame in tracking order (frame - 1 after frame + 1, when tracking
-        backward) is started at once."""
-        future = self._pending_frames.pop(frame, None)
-        if future is None:
-            future = self._reader.submit(self.image, frame)
-        self._pending_frames.clear()
-        backward = self._last is not None and self._last.frame == frame + 1
-        following = frame - 1 if backward else frame + 1
-        if 0 <= following < self._num_frames:
-            self._pending_frames[following] = self._reader.submit(self.image, following)
-        return future
-
     @_model_work
     def encode(self, frame: int) -> FrameFeatures:
         if self._last is not None and self._last.frame == frame:
             return self._last
         neck = self.model.vision
-        top = neck.trunk(self._prefetch(frame).result())[-1]
+        top = neck.trunk(self.images.take(frame))[-1]
         # SAM 3's video model drops the coarsest level (its backbone's scalp=1).
         levels: list[torch.Tensor] = [conv(top) for conv in list(neck.sam2_convs)[:-1]]
         positions = [neck.position_encoding(level).to(level.dtype) for level in levels]

@@ -89,7 +89,7 @@ def reference_logits(
     """Frame -> (H, W) video-resolution logits from SAM 3's own predictor."""
     predictor = reference_predictor(model, selection, mf_threshold)
     frames = Sam3Backend(model, lambda i: video.frames[i], NUM_FRAMES, mask.shape)
-    images = torch.cat([frames.image(i) for i in range(NUM_FRAMES)])
+    images = torch.cat([frames.images.image(i) for i in range(NUM_FRAMES)])
     with monkeypatch.context() as patch:
         patch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
         patch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self)

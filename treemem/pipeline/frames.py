@@ -91,11 +91,15 @@ def compose_ids(objects: Sequence[int], masks: Sequence[ObjectMask]) -> UInt8Arr
     frame_size = masks[0].mask.shape
     ids = np.zeros(frame_size, dtype=np.uint8)
     best = np.full(frame_size, -np.inf, dtype=np.float32)
-    for obj, found in zip(objects, masks, strict=True):
+    for index, (obj, found) in enumerate(zip(objects, masks, strict=True)):
         if not 0 < obj <= MAX_OBJECT_ID:
             raise ValueError(f"object id {obj} does not fit a palette PNG (1..{MAX_OBJECT_ID})")
         if found.mask.shape != frame_size:
             raise ValueError(f"object {obj}: mask {found.mask.shape}, frame {frame_size}")
+        if index == 0:  # nothing is claimed yet: the first object takes its whole mask
+            ids[found.mask] = obj
+            best[found.mask] = found.positive_logits
+            continue
         rows, cols = np.nonzero(found.mask)
         wins = found.positive_logits > best[rows, cols]  # strict: a tie keeps the lower id
         rows, cols = rows[wins], cols[wins]
