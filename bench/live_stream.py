@@ -3,9 +3,9 @@
 Frames are pushed one at a time to `treemem.stream` (synthetic backend, sam2long), as a
 camera would hand them over, in exact mode and with `max_lag` 0, 5 and 15. For each mode:
 RSS after 1,000 and after 10,000 pushed frames (flat: the search keeps only its pathways'
-memories and the undecided frames; what grows is the in-memory tree record, one row per
-candidate per frame, reported in bytes per frame), and how many frames late each frame came
-out of `push` (p50, p99, max; `max_lag` L bounds it by L). Each mode runs in a process of
+memories, the undecided frames and the tree record's open tail; the growth left is reported
+in bytes per frame), and how many frames late each frame came out of `push` (p50, p99, max;
+`max_lag` L bounds it by L). Each mode runs in a process of
 its own, so one mode's freed memory does not hide the next one's growth. The rendered video
 is held in memory from the start, so it is in every RSS figure. The machine may be shared:
 the RSS figures are what each process saw, and no timing is reported.

@@ -2,9 +2,9 @@
 
 The whole pipeline of `treemem run` runs (engine, lineage, synthetic backend, palette PNGs
 and tree.jsonl written to a temporary folder). The backend's and the engine's live state is
-bounded by the pathways and the memory window, so RSS should stay flat; what still grows is
-the in-memory tree record (one row per candidate per frame, kept for run.json and the final
-trace-back), reported here in bytes per frame. The rendered video itself is held in memory
+bounded by the pathways and the memory window, and the tree record keeps only its open tail
+in memory (every row is in tree.jsonl), so RSS should stay flat; any growth is reported here
+in bytes per frame. The rendered video itself is held in memory
 from the start, so it is in both numbers.
 
     python bench/memory_flat.py [--frames 10000] [--size 32x40] [--pathways 3]

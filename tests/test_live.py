@@ -75,7 +75,8 @@ def test_frames_before_the_first_prompt_are_not_tracked(video: SyntheticVideo) -
 
 def test_a_new_object_and_a_re_prompt_while_streaming(video: SyntheticVideo) -> None:
     first = Prompt(1, 0, mask=video.object_mask(1, 0))
-    tracker = treemem.stream("sam2long", backend=SyntheticBackend(video), prompts=first)
+    tracker = treemem.stream("sam2long", backend=SyntheticBackend(video), prompts=first,
+                             keep_record=True)
     results: list[FrameResult] = []
     for t, frame in enumerate(video.frames):
         given = None

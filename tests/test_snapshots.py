@@ -1,10 +1,11 @@
-"""Resume without replaying (issue 14, item 5): `treemem run` killed with SIGKILL at frame
-900 of 1,000 resumes from its last snapshot, recomputing at most `--snapshot-every` frames,
-to the uninterrupted run's files byte for byte; for greedy, sam2long and samurai, on the
-synthetic backend and on a random-weight SAM 2 tiny model (10 frames at 64 px: SAM 2 on this
-CPU is too slow for 1,000). A kill inside the snapshot write leaves the previous snapshot in
-use. The kills are deterministic: tests/kill_driver.py makes the process SIGKILL itself when
-the engine asks for a given frame, or inside a given snapshot write."""
+"""Resume without replaying (issue 14, item 5): `treemem run` killed with SIGKILL at frame 900 of
+1,000 resumes from its last snapshot, recomputing at most `--snapshot-every` frames, to the
+uninterrupted run's files byte for byte; for greedy, sam2long and samurai, on the synthetic
+backend and on a random-weight SAM 2 tiny model (10 frames at 64 px: SAM 2 on this CPU is too
+slow for 1,000: `bench/snapshots.py --kill-at` runs that size). A two-way run (`--direction
+both`) resumes from a snapshot of either of its searches. A kill inside the snapshot write
+leaves the previous snapshot in use. The kills are deterministic: tests/kill_driver.py makes the
+process SIGKILL itself when the engine asks for a given frame, or inside a given snapshot write."""
 
 from __future__ import annotations
 
@@ -154,6 +155,41 @@ def test_a_backward_run_resumes_from_its_snapshot(
     assert run_files(out) == expected
 
 
+@pytest.mark.parametrize(("kill_at", "snapshot_at", "search", "uncomputed"), [
+    (900, 847, "forward", 503),   # frames 900..999 forward, 2 prompts and 401 frames backward
+    (300, 361, "backward", 301),  # frames 300..0 backward
+])
+def test_a_two_way_run_resumes_from_its_snapshot(
+    video: Path, tmp_path: Path, reference: Reference,
+    count_encodes: Callable[[list[str]], int],
+    kill_at: int, snapshot_at: int, search: str, uncomputed: int,
+) -> None:
+    """`--direction both` from the prompts on frame 400: forward 400..999, then backward
+    400..0. Killed in the forward search (frame 900 is tracked forward only) or in the
+    backward one (frame 300: backward only), the resume goes on from that search's last
+    snapshot (every 64 frames counted over both searches)."""
+    middle = str(video / "gt" / "00400.png")
+
+    def args(out: Path, *extra: str) -> list[str]:
+        found = run_args(video, out, "sam2long", "--direction", "both", *extra)
+        found[found.index("--mask") + 1] = middle
+        return [*found, "--mask-frame", "400"]
+
+    expected = reference(args, ("synthetic", "sam2long-both"))
+    out = tmp_path / "run"
+    kill(args(out, "--snapshot-every", str(EVERY)), frame=kill_at)
+    snapshot = read_snapshot(out / SNAPSHOT)
+    assert snapshot is not None
+    assert (snapshot.frame, snapshot.stream.direction) == (snapshot_at, search)
+    encoded = count_encodes([*args(out, "--snapshot-every", str(EVERY)), "--resume"])
+    if search == "forward":
+        assert encoded == (FRAMES - 1 - snapshot_at) + 2 + 401
+    else:
+        assert encoded == snapshot_at  # frames snapshot_at - 1 down to 0
+    assert 0 <= encoded - uncomputed <= EVERY
+    assert run_files(out) == expected
+
+
 def test_a_kill_inside_the_snapshot_write_leaves_the_previous_snapshot(
     video: Path, tmp_path: Path, reference: Reference,
     count_encodes: Callable[[list[str]], int],
@@ -207,6 +243,61 @@ def test_snapshots_refuse_other_settings_and_can_be_turned_off(
     kill(run_args(video, off, "greedy", "--snapshot-every", "0"), frame=KILL)
     assert (off / PARTIAL).is_file() and not (off / SNAPSHOT).exists()
     assert count_encodes([*run_args(video, off, "greedy"), "--resume"]) >= FRAMES
+
+
+@pytest.mark.parametrize(("stop_at", "search"), [
+    ((250, 1), "forward"),   # frames 60..179 wait for the backward search
+    ((120, 2), "backward"),  # frame 120's second encode: merging the waiting frames
+    ((30, 1), "backward"),   # before every prompt: backward frames only
+])
+def test_a_two_way_run_with_waiting_frames_resumes_from_its_snapshot(
+    tmp_path: Path, stop_at: tuple[int, int], search: str
+) -> None:
+    """Objects first prompted on different frames (60 and 180): the forward frames before
+    180 wait for the backward search, so a snapshot holds them. A run stopped at a frame's
+    n-th encode (a KeyboardInterrupt from the backend, which leaves the folder resumable)
+    resumes from its snapshot to the uninterrupted run's files."""
+    from treemem.backends.synthetic import SyntheticBackend
+    from treemem.pipeline.inputs import open_backend
+    from treemem.pipeline.runner import choose_strategy, run_to_folder
+    from treemem.types import Prompt
+
+    clip = make_video(6, num_frames=300, height=40, width=48, num_objects=2)
+    prompts = [Prompt(1, 60, mask=clip.object_mask(1, 60)),
+               Prompt(2, 180, mask=clip.object_mask(2, 180))]
+    frame, nth = stop_at
+
+    def run(out: Path, encodes: list[int], *, stop: bool = False, resume: bool = False) -> None:
+        """Run into `out`, counting the backend's encodes in `encodes`."""
+        backend = SyntheticBackend(clip, seed=1)
+        encode, seen = backend.encode, [0]
+
+        def encode_or_stop(at: int) -> object:
+            encodes.append(at)
+            seen[0] += at == frame
+            if stop and at == frame and seen[0] == nth:
+                raise KeyboardInterrupt
+            return encode(at)
+
+        backend.encode = encode_or_stop  # type: ignore[method-assign]
+        with open_backend(None, backend) as opened:
+            run_to_folder(opened, prompts, choose_strategy("sam2long"), out, progress=False,
+                          direction="both", snapshot_every=37, resume=resume)
+
+    whole: list[int] = []
+    run(tmp_path / "whole", whole)
+    out, before, after = tmp_path / "run", [], []
+    with pytest.raises(KeyboardInterrupt):
+        run(out, before, stop=True)
+    snapshot = read_snapshot(out / SNAPSHOT)
+    assert snapshot is not None and snapshot.stream.direction == search
+    if search == "forward" or snapshot.frame > 60:  # frames 60.. not reached backward yet
+        assert snapshot.stream.waiting
+    run(out, after, resume=True)
+    uncomputed = len(whole) - (len(before) - 1)  # the stopped encode did not happen
+    # at most 37 frames again, and the backward prompts when the snapshot is of the forward search
+    assert 0 <= len(after) - uncomputed <= 37 + len(prompts)
+    assert run_files(out) == run_files(tmp_path / "whole")
 
 
 # --- the engine's own snapshot / restore ----------------------------------------------------------

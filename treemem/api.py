@@ -254,6 +254,7 @@ def stream(
     backend: BackendName | Backend | None = None,
     overrides: Mapping[str, object] | None = None,
     max_lag: int | None = None,
+    keep_record: bool = False,
     **options: Unpack[ModelOptions],
 ) -> LiveTracker:
     """Track objects through frames handed over one at a time (a camera, a decoder, frames a
@@ -275,11 +276,13 @@ def stream(
     same frames when every prompt is on the first frame); `max_lag` L emits every frame at
     most L frames after it arrived. The other arguments are `track()`'s; `backend` is "sam2"
     (default) or a `Backend` instance that reads its own frames (a `SyntheticBackend`).
+    `tracker.record` holds the search tree's open tail only, so memory stays flat however
+    long the stream runs; `keep_record=True` keeps all of it (it grows with every frame).
     """
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
     tracker = LiveTracker(choice.strategy, live_backend(backend, model_spec(options)),
-                          max_lag=max_lag)
+                          max_lag=max_lag, keep_record=keep_record)
     tracker.prompt(prompts)
     return tracker
 

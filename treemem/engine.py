@@ -318,6 +318,14 @@ class Engine:
             self._advance(object_step)
         yield from self._decisions(step.frame)
         self.backend.release(self.lineage.drain_releasable())
+        self.record.forget_before(self.open_row())
+
+    def open_row(self) -> int:
+        """The first tree row of the open tail: rows before it belong to frames every object
+        has decided (or to prompts recorded ahead of their frame), so no pathway still
+        searching traces back through them; an "open" `TreeRecord` drops them."""
+        firsts = (self.lineage.first_undecided_node(obj) for obj in self.beams)
+        return min((row for row in firsts if row is not None), default=len(self.record))
 
     def options(self) -> ProposalOptions:
         """What the strategy set asks of the backend's prompt and propose calls."""

@@ -148,6 +148,14 @@ class Lineage:
             return None
         return frontier.first_frame
 
+    def first_undecided_node(self, obj: int) -> int | None:
+        """The lowest node id on `obj`'s oldest undecided frame (None when every frame of it
+        is decided): the engine's tree rows of that frame start there."""
+        frontier = self._frontiers.get(obj)
+        if frontier is None:
+            return None
+        return next((min(nodes) for nodes in frontier.frames if nodes), None)
+
     def _emit(self, frontier: _Frontier) -> None:
         for node in frontier.frames.popleft():
             state = self._nodes.get(node)

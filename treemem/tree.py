@@ -44,6 +44,14 @@ FIELDS = (
 )
 _INT_FIELDS = ("object", "frame", "slot", "parent", "candidate")
 
+RecordKeep = Literal["all", "open"]
+"""What a `TreeRecord` holds in memory: "all" every row; "open" the open tail only (see
+`TreeRecord`)."""
+RECORD_KEEPS: tuple[str, ...] = get_args(RecordKeep)
+_DROP_AT_LEAST = 4096
+"""An "open" record drops rows in batches of at least this many (and at least half of what it
+holds), so dropping costs O(1) per row, not a copy of the tail per frame."""
+
 RecordedRule = SurvivorRule | Literal[""]
 """A row's survivor rule; "" where none was recorded (older files, hand-built rows)."""
 RULES: tuple[str, ...] = ("", *get_args(SurvivorRule))
@@ -78,9 +86,30 @@ class TreeRecord:
     `append` costs a list append per frame and object: a block keeps its object, frame and
     rule as one value each, and the columns are built (and cached) only when read.
     `parent_row` (the parent's node id) is kept alongside for fast trace-back.
+
+    `keep` says what stays in memory. "all" (the default) holds every row: the record
+    `treemem.track` returns, which `best_path`, `to_networkx` and `save_jsonl` read whole.
+    "open" holds the open tail only, so a long run's memory stays flat: after each frame the
+    engine says which rows are behind it (`forget_before`: rows of frames every object has
+    decided, which no pathway still searching can trace back through), and those are dropped
+    in batches. Row numbers stay global (`len` counts every row appended, `first_row` is the
+    first one held, node ids never move), so what is written is the same either way. A record
+    that is streamed to a file (`hold_until_written`: a run folder's tree.jsonl) drops a row
+    only once `write_new_rows` has written it. One row can be dropped while it is still to be
+    used: a prompt recorded ahead of its frame (a file run stores every prompt first); its
+    `link` is then not kept, which only trace-back reads.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: RecordKeep = "all") -> None:
+        if keep not in RECORD_KEEPS:
+            raise ValueError(f"keep must be one of {RECORD_KEEPS}, got {keep!r}")
+        self.keep: RecordKeep = keep
+        self._first = 0
+        """The number of the first row held (rows before it were dropped)."""
+        self._behind = 0
+        """Rows before this one may be dropped (`forget_before`, capped at the rows written
+        when the record is streamed to a file)."""
+        self._until_written = False
         self._pending: list[tuple[Any, ...]] = []
         """Blocks appended since the columns were last built: (object, frame, rule, direction,
         then the per-row arrays slot, parent, candidate, score, iou, occlusion, kept)."""
@@ -122,11 +151,73 @@ class TreeRecord:
         return first
 
     def link(self, row: int, parent_row: int) -> None:
-        """Attach a prompt row recorded ahead of time to the node it continues."""
+        """Attach a prompt row recorded ahead of time to the node it continues (nothing when
+        an "open" record has dropped the row)."""
+        if row < self._first:
+            return
         self._links[row] = parent_row
         self._parent_row_cache = None
 
+    # --- what stays in memory -----------------------------------------------------------------
+
+    @property
+    def first_row(self) -> int:
+        """The number of the first row held: 0 unless an "open" record dropped rows."""
+        return self._first
+
+    @property
+    def held(self) -> int:
+        """How many rows are in memory (`len(self) - first_row`)."""
+        return self._rows - self._first
+
+    def hold_until_written(self) -> None:
+        """This record is streamed to a file with `write_new_rows`: drop no row before it is
+        written. Call it before rows are dropped (before the first frame is searched)."""
+        if self._first > self._written:
+            raise TreememError(
+                f"rows {self._written}..{self._first - 1} were dropped before they were "
+                "written: hold the record until written before the search starts"
+            )
+        self._until_written = True
+        self._behind = min(self._behind, self._written)
+
+    def forget_before(self, row: int) -> None:
+        """Rows before `row` are behind the open tail (what the engine says after each
+        frame): an "open" record drops them (once written, when held until written); an "all"
+        record keeps them. Rows go in batches (`_DROP_AT_LEAST`)."""
+        if self.keep == "all":
+            return
+        bound = min(row, self._written) if self._until_written else row
+        self._behind = max(self._behind, min(bound, self._rows))
+        behind = self._behind - self._first
+        if behind < max(_DROP_AT_LEAST, self.held // 2):
+            return
+        columns, parents = self.columns(), self.parent_rows()
+        self._cache = TreeColumns(**{f: getattr(columns, f)[behind:].copy() for f in FIELDS})
+        self._parent_row_cache = parents[behind:].copy()
+        self._parent_rows = [self._parent_row_cache]
+        self._first = self._behind
+        self._links = {r: p for r, p in self._links.items() if r >= self._first}
+
+    @classmethod
+    def continuing(cls, rows: int) -> TreeRecord:
+        """An "open" record that goes on after `rows` rows already written elsewhere (a run
+        resumed from a snapshot appends to its tree.jsonl): it holds none of them, and its
+        next row is number `rows`."""
+        record = cls(keep="open")
+        record._rows = record._written = record._first = record._behind = rows
+        return record
+
+    def _check_whole(self, what: str) -> None:
+        if self._first:
+            raise TreememError(
+                f"{what} needs the whole tree record, and this one holds rows {self._first} on "
+                "only (it keeps the open tail of a stream): read the run's tree.jsonl instead"
+            )
+
     def columns(self) -> TreeColumns:
+        """The rows held (every row unless an "open" record dropped some: row `first_row` is
+        entry 0)."""
         if self._pending or self._cache is None:
             fresh = _merge(self._pending)
             self._cache = fresh if self._cache is None else _concatenate(self._cache, fresh)
@@ -134,21 +225,24 @@ class TreeRecord:
         return self._cache
 
     def parent_rows(self) -> IntArray:
-        """(rows,) the node id of each row's parent, -1 for roots."""
+        """(rows held,) the node id of each row's parent, -1 for roots."""
         if self._parent_row_cache is None:
             rows = np.concatenate(self._parent_rows) if self._parent_rows else np.zeros(0, np.int64)
             for row, parent in self._links.items():
-                rows[row] = parent
+                rows[row - self._first] = parent
             self._parent_row_cache = rows
             self._parent_rows = [rows]
         return self._parent_row_cache
 
     def trace_back(self, node: int) -> list[int]:
-        """Node ids from `node` back to its root, newest first."""
+        """Node ids from `node` back to its root, newest first; in a record that dropped rows,
+        back to its oldest ancestor still held."""
+        if not self._first <= node < self._rows:
+            raise TreememError(f"row {node} is not held (rows {self._first}..{self._rows - 1} are)")
         parents = self.parent_rows()
         path = [node]
-        while parents[path[-1]] >= 0:
-            path.append(int(parents[path[-1]]))
+        while (parent := int(parents[path[-1] - self._first])) >= self._first:
+            path.append(parent)
         return path
 
     def best_path(self, obj: int) -> dict[int, int]:
@@ -156,6 +250,7 @@ class TreeRecord:
         last frame in tracking order, traced back. A two-way tree answers with the forward
         search from the object's first prompt on and the backward search before it (the
         frames a two-way run writes from each)."""
+        self._check_whole("best_path")
         cols = self.columns()
         mask = (cols.object == obj) & cols.kept & (cols.slot == 0)
         if not mask.any():
@@ -172,7 +267,14 @@ class TreeRecord:
     # --- JSON lines -------------------------------------------------------------------------
 
     def _rows_as_json(self, start: int) -> Iterator[str]:
+        """Rows `start` on (row numbers), which must be held."""
+        if start < self._first:
+            raise TreememError(
+                f"rows {start}..{self._first - 1} were dropped before they were written (an "
+                "\"open\" record streamed to a file must be held until written)"
+            )
         cols = self.columns()
+        start -= self._first
         ints = [getattr(cols, f)[start:].tolist() for f in _INT_FIELDS]
         floats = [
             cols.score[start:].tolist(),
@@ -197,6 +299,7 @@ class TreeRecord:
         return count
 
     def save_jsonl(self, path: Path) -> None:
+        self._check_whole("save_jsonl")
         with open(path, "w", encoding="utf-8") as stream:
             for line in self._rows_as_json(0):
                 stream.write(line + "\n")
@@ -275,6 +378,7 @@ class TreeRecord:
         an edge from each row's parent node."""
         import networkx as nx
 
+        self._check_whole("to_networkx")
         cols = self.columns()
         graph = nx.DiGraph()
         data = {f: getattr(cols, f).tolist() for f in FIELDS}

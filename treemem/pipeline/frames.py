@@ -20,7 +20,7 @@ waits for a slower object costs about one byte per pixel per object, not four.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -162,16 +162,24 @@ class _Search:
 
 @dataclass(frozen=True, eq=False)
 class StreamState:
-    """A one-direction `FrameStream` of a video between two frames (`FrameStream.snapshot`):
-    the engine's state, the next frame to yield (the frames before it in tracking order were
-    yielded), the frame each object is tracked from, the masks of frames some objects have
-    been decided on but not all (frame -> object -> mask), and the forced count."""
+    """A `FrameStream` of a video between two frames (`FrameStream.snapshot`): the running
+    search's engine state, the next frame it yields (the frames before it in tracking order
+    were yielded), the frame each object is tracked from, the masks of frames some objects
+    have been decided on but not all (frame -> object -> mask), and the forced count.
+
+    A two-way stream also says which of its searches was running (`direction`), what the
+    searches before it rejected (`rejected_before`), and which forward frames wait for the
+    backward search (`waiting`: frame -> result, frames before some object's first prompt).
+    """
 
     engine: EngineState
     next_frame: int
     starts: dict[int, int]
     pending: dict[int, dict[int, ObjectMask]]
     forced: int
+    direction: Direction = "forward"
+    rejected_before: int = 0
+    waiting: Mapping[int, FrameResult] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -195,8 +203,8 @@ class FrameStream:
     `last_frame = s + m` forward and `s - m` backward (clamped to the video, as sam2 does).
 
     `snapshot()` (from `frames()`' `on_frame`) and `restore()` (before `frames()`) let a
-    resumed run of a video in one direction go on from a snapshot; `decisions` and `lags`
-    then hold the resumed part only.
+    resumed run of a video go on from a snapshot (in either search of "both");
+    `decisions` and `lags` then hold the resumed part only.
     """
 
     backend: Backend
@@ -218,6 +226,8 @@ class FrameStream:
     _started: bool = field(default=False, repr=False)
     _current: _Search | None = field(default=None, repr=False)
     _restored: StreamState | None = field(default=None, repr=False)
+    _waiting: dict[int, FrameResult] = field(default_factory=dict, repr=False)
+    """"both": the forward frames waiting for the backward search (see `_both`)."""
 
     @property
     def objects(self) -> tuple[int, ...]:
@@ -278,7 +288,7 @@ class FrameStream:
         the backward search. A forward frame some object still needs from the backward
         search (one before that object's first prompt) waits for it."""
         starts = {obj: min(p.frame for p in self.prompts if p.obj == obj) for obj in self.objects}
-        waiting: dict[int, FrameResult] = {}
+        waiting = self._waiting
         first, last = self._span("forward")
         done = last - first + 1  # frames the forward search visits
 
@@ -286,11 +296,15 @@ class FrameStream:
             if on_frame is not None:
                 on_frame(done + count)
 
-        for result in self._video("forward", on_frame):
-            if any(result.frame < start for start in starts.values()):
-                waiting[result.frame] = result
-            else:
-                yield result
+        restored = self._restored
+        if restored is not None:
+            waiting.update(restored.waiting)
+        if restored is None or restored.direction == "forward":
+            for result in self._video("forward", on_frame):
+                if any(result.frame < start for start in starts.values()):
+                    waiting[result.frame] = result
+                else:
+                    yield result
         for result in self._video("backward", backward_progress):
             ahead = waiting.pop(result.frame, None)
             if ahead is None:
@@ -375,10 +389,11 @@ class FrameStream:
         engine = Engine(self.strategy, self.backend, record=self.record, max_lag=self.max_lag,
                         direction=direction)
         search = _Search(engine, frame_step(direction), first, last, self.rejected)
-        restored = self._restored
-        if restored is None:
+        restored, self._restored = self._restored, None  # a two-way stream's next search is new
+        if restored is None or restored.direction != direction:
             search.add_prompts(self.prompts)
         else:
+            search.rejected_before = restored.rejected_before
             engine.restore(restored.engine)
             search.next_frame, search.frame = restored.next_frame, restored.engine.frame
             search.starts.update(restored.starts)
@@ -395,19 +410,31 @@ class FrameStream:
         search = self._current
         if search is None or search.frame is None:
             raise TreememError("the stream has not searched a frame yet: nothing to snapshot")
-        if self.direction == "both":
-            raise TreememError("snapshots cover one-direction streams, not direction 'both'")
         pending = {frame: dict(masks) for frame, masks in search.pending.items()}
         return StreamState(
-            search.engine.snapshot(), search.next_frame, dict(search.starts), pending, self.forced
+            search.engine.snapshot(), search.next_frame, dict(search.starts), pending,
+            self.forced, search.engine.direction, search.rejected_before, dict(self._waiting),
         )
 
     def restore(self, state: StreamState) -> None:
         """Go on from `state` when `frames()` runs: `record` must be the snapshot's record
         and the backend must hold its memories (see `Engine.restore`)."""
-        if self._started or self.direction == "both":
-            raise TreememError("restore a one-direction FrameStream before it runs")
+        if self._started:
+            raise TreememError("restore a FrameStream before it runs")
         self._restored = state
+
+    def yielded_before(self, state: StreamState) -> list[int]:
+        """The frames this stream had yielded when `state` was taken (a resumed run's PNGs
+        that must be on disk), in no particular order."""
+        if self.direction != "both":
+            return list(range(self.first_frame, state.next_frame, frame_step(self.direction)))
+        first, last = self._span("forward")
+        if state.direction == "forward":
+            done = list(range(first, state.next_frame))
+        else:  # every forward frame, and the backward ones before the first prompt
+            backward = range(self._span("backward")[0], state.next_frame, -1)
+            done = [*range(first, last + 1), *(f for f in backward if f < first)]
+        return [frame for frame in done if frame not in state.waiting]
 
     def _step(self, search: _Search, frame: int) -> Iterator[FrameResult]:
         yield from self._decided(search, frame, search.engine.step(frame))

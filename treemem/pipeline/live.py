@@ -7,10 +7,12 @@ end of the stream) finalises what is open. It is `FrameStream` stepped by hand, 
 masks equal a file run's, frame for frame, on the same frames and prompts.
 
 Nothing is read ahead and nothing is kept behind: the backend reads the newest frame only
-(`LiveFrames`), and the search keeps what it keeps on a file (its pathways' memories and
-the undecided frames' masks), so its memory stays flat however long the stream runs. What
-still grows is the tree record (one row per candidate per frame, about 2.5 kB a frame for
-sam2long P=3, in memory for the final trace-back), as on a file.
+(`LiveFrames`), the search keeps what it keeps on a file (its pathways' memories and the
+undecided frames' masks), and the tree record holds its open tail only (`TreeRecord`
+keep="open": the rows of frames not decided yet; `treemem run --live` writes every row to
+tree.jsonl before it drops it), so memory stays flat however long the stream runs.
+`keep_record=True` keeps the whole record in memory instead (about 2.5 kB a frame for
+sam2long P=3), for a caller that reads it after the stream.
 
 Prompts may come with the first frame or later: a prompt is stored as a conditioning memory
 when its frame arrives, so it conditions the frames from there on. A file run stores every
@@ -87,17 +89,23 @@ class LiveTracker:
     max_lag: int | None = None
     frame_size: tuple[int, int] | None = None
     """(height, width) of the frames: set by the first frame when not given."""
+    keep_record: bool = False
+    """Keep the whole tree record in memory (default: its open tail only, see the module
+    docstring)."""
     _waiting: list[Prompt] = field(default_factory=list, repr=False)
     _masks: list[tuple[int, Any]] = field(default_factory=list, repr=False)
     _frames: LiveFrames = field(default_factory=LiveFrames, repr=False)
     _backend: Backend | None = field(default=None, repr=False)
     _stream: FrameStream | None = field(default=None, repr=False)
-    _record: TreeRecord = field(default_factory=TreeRecord, repr=False)
+    _record: TreeRecord = field(init=False, repr=False)
     _closed: bool = False
     pushed: int = 0
     """How many frames were pushed (the index the next one gets)."""
     given: list[Prompt] = field(default_factory=list)
     """Every prompt given so far, as records (a mask becomes records at the first frame)."""
+
+    def __post_init__(self) -> None:
+        self._record = TreeRecord(keep="all" if self.keep_record else "open")
 
     def prompt(self, prompts: LivePrompts, frame: int | None = None) -> None:
         """Prompts on frames not pushed yet: `Prompt`s on their own frames, a mask on `frame`
@@ -167,6 +175,7 @@ class LiveTracker:
 
     @property
     def record(self) -> TreeRecord:
+        """The search tree: its open tail, or every row with `keep_record`."""
         return self._record
 
     @property

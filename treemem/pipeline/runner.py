@@ -31,6 +31,7 @@ from treemem.pipeline.sweep import SweepStream
 from treemem.registry import REGISTRY
 from treemem.resume import PARTIAL, run_settings
 from treemem.strategy import StrategySet
+from treemem.tree import TreeRecord
 from treemem.types import ConfigError, Prompt, UInt8Array
 
 log = logging.getLogger("treemem.run")
@@ -155,16 +156,18 @@ def run_to_folder(
     `snapshot_every` searched frames, None: none; see `treemem.pipeline.snapshots`), else it
     searches from the first frame. A KeyboardInterrupt propagates after the folder is left
     resumable. `direction`: track forward, backward or both ways from the prompts
-    (`FrameStream`); snapshots are taken of one-direction runs only.
+    (`FrameStream`; a two-way run's snapshots are of whichever search is running).
     """
     check_direction(direction)
     parameters = parameters_record(choice.parameters)
     info = {"video": opened.video_info, "backend": opened.backend_info}
     settings = run_settings(choice.name, parameters, info, prompts, max_lag, direction)
     backend = opened.backend
-    stream = FrameStream(backend, choice.strategy, prompts, max_lag=max_lag, direction=direction)
+    # The folder's tree.jsonl is the whole record: memory holds its open tail only.
+    stream = FrameStream(backend, choice.strategy, prompts, max_lag=max_lag, direction=direction,
+                         record=TreeRecord(keep="open"))
     point = None
-    if resume and direction != "both" and (out / PARTIAL).is_file():
+    if resume and (out / PARTIAL).is_file():
         point = resume_point(out, settings, backend, opened.frame_names, stream)
     if point is not None:
         assert isinstance(backend, MemoryExport)  # resume_point checked it
@@ -177,7 +180,7 @@ def run_to_folder(
         continue_tree=point is not None,
     )
     on_frame = None
-    if snapshot_every is not None and direction != "both" and isinstance(backend, MemoryExport):
+    if snapshot_every is not None and isinstance(backend, MemoryExport):
         on_frame = SnapshotWriter(folder, stream, backend, settings, snapshot_every)
     if point is not None:
         folder.masks.written = point.snapshot.masks_written

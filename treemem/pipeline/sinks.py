@@ -215,6 +215,7 @@ class RunFolder:
         with output_errors(out / "tree.jsonl"):
             mode = "a" if continue_tree and resuming else "w"
             tree = open(out / "tree.jsonl", mode, encoding="utf-8")  # noqa: SIM115 (closed in finish)
+        record.hold_until_written()  # an "open" record drops rows only once in tree.jsonl
         return cls(out, masks, record, resuming, tree)
 
     def write(self, result: FrameResult) -> None:

@@ -14,9 +14,10 @@ A snapshot is written atomically (temporary file, fsync, rename, fsync of the fo
 kill at any moment leaves the previous one whole. `resume_point` reads it back for a resumed
 run: it must belong to the same run settings, tree.jsonl must hold at least the rows it
 counts and masks/ every frame before its writer position; tree.jsonl is then cut back to the
-snapshot's length (a killed run may have gone on writing), the record reloaded from it, and
-the search restored. Without a usable snapshot the resume searches from the first frame, as
-before snapshots existed.
+snapshot's length (a killed run may have gone on writing), its rows counted, and the search
+restored; the resumed record holds none of those rows (memory holds the open tail only, as in
+any `treemem run`) and numbers its rows on from them. Without a usable snapshot the resume
+searches from the first frame, as before snapshots existed.
 
 The file is a pickle read by an unpickler that accepts only treemem's records, numpy arrays
 and plain containers; it is a private, version-bound file of one run folder (like the
@@ -47,7 +48,7 @@ log = logging.getLogger("treemem.snapshots")
 
 DEFAULT_EVERY = 100
 """Frames between snapshots by default: a resume recomputes at most this many frames."""
-FORMAT = 1
+FORMAT = 2
 """Bumped whenever what a snapshot holds changes; a snapshot of another format is not used."""
 
 
@@ -136,7 +137,8 @@ def read_snapshot(path: Path) -> Snapshot | None:
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """A usable snapshot and the tree record reloaded up to it (see `resume_point`)."""
+    """A usable snapshot and the tree record that goes on from it: "open", numbering its rows
+    on from those tree.jsonl holds up to the snapshot (see `resume_point`)."""
 
     snapshot: Snapshot
     record: TreeRecord
@@ -167,8 +169,7 @@ def resume_point(
     tree = out / "tree.jsonl"
     size = tree.stat().st_size if tree.is_file() else -1
     written = {p.stem for p in (out / "masks").glob("*.png")}
-    step = -1 if stream.direction == "backward" else 1
-    wanted = range(stream.first_frame, snapshot.stream.next_frame, step)
+    wanted = sorted(stream.yielded_before(snapshot.stream))
     missing = next((frame_names[f] for f in wanted if frame_names[f] not in written), None)
     if size < snapshot.tree_bytes or missing is not None:
         what = f"masks/{missing}.png is missing" if missing else "tree.jsonl is shorter"
@@ -177,13 +178,14 @@ def resume_point(
         return None
     with output_errors(tree):
         os.truncate(tree, snapshot.tree_bytes)
-    record = TreeRecord.load_jsonl(tree)
-    if len(record) != snapshot.tree_rows:
+        with open(tree, encoding="utf-8") as lines:
+            rows = sum(1 for line in lines if line.strip())
+    if rows != snapshot.tree_rows:
         raise TreememError(
-            f"{tree} holds {len(record)} rows up to the snapshot, which counted "
+            f"{tree} holds {rows} rows up to the snapshot, which counted "
             f"{snapshot.tree_rows}; pass --overwrite to start again"
         )
-    return ResumePoint(snapshot, record)
+    return ResumePoint(snapshot, TreeRecord.continuing(rows))
 
 
 @dataclass(eq=False)
