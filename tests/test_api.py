@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from treemem.backends.synthetic import SyntheticBackend
 from treemem.backends.synthetic_video import SyntheticVideo, make_video
 from treemem.cli import main
 from treemem.io.masks import read_mask, write_palette_png
+from treemem.pipeline.inputs import ModelOptions, ModelSpec, model_spec
 from treemem.types import ConfigError, InputError
 
 FRAMES = 24
@@ -302,6 +304,26 @@ def test_track_refuses_bad_input(video: SyntheticVideo, tmp_path: Path) -> None:
         treemem.track(video, video.gt[0], compile=True)
     with pytest.raises(ConfigError, match="a Backend instance runs as it was made"):
         treemem.Predictor(SyntheticBackend(video), compile=True)
+
+
+def test_the_model_keywords_are_model_spec_and_a_misspelt_one_is_one_line(
+    video: SyntheticVideo,
+) -> None:
+    """track, sweep, stream and Predictor take `ModelOptions` keywords, each `ModelSpec`
+    field under its own name (so the two cannot drift); a wrong one names the right one."""
+    assert list(ModelOptions.__annotations__) == [f.name for f in fields(ModelSpec)]
+    calls = [
+        lambda: treemem.track(video, video.gt[0], chekpoint="x.pt"),  # type: ignore[call-arg]
+        lambda: treemem.sweep(video, video.gt[0], ["greedy"], chekpoint="x.pt"),  # type: ignore[call-arg]
+        lambda: treemem.stream(backend=SyntheticBackend(video), chekpoint="x.pt"),  # type: ignore[call-arg]
+        lambda: treemem.Predictor("synthetic", chekpoint="x.pt"),  # type: ignore[call-arg]
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError, match="unknown model option 'chekpoint'; did you mean "
+                           "'checkpoint'") as error:
+            call()
+        assert "\n" not in str(error.value)
+    assert model_spec({"seed": 3, "dtype": "bf16"}) == ModelSpec(seed=3, dtype="bf16")
 
 
 def test_sam2_backend_matches_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -209,3 +209,29 @@ def test_bench_on_sam2_with_random_weights(tmp_path: Path) -> None:
     rows = {r["run"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
     assert set(rows) == {"sam2long-P=1", "greedy"}
     assert all(row["videos"] == 2 for row in rows.values())
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("sam3") is None or importlib.util.find_spec("torch") is None,
+    reason="sam3 and torch are not installed (pip install 'treemem[sam3]')",
+)
+def test_bench_on_sam3_with_random_weights(tmp_path: Path) -> None:
+    """`--backend sam3` opens SAM 3 through the run layer's opener, as `treemem run` does: a
+    seeded reduced tracker saved in sam3.pt's layout, its shape as a --config JSON."""
+    import torch
+
+    from treemem.backends.sam3 import build_random_model, small_config
+
+    dataset = write_suite(tmp_path / "suite", count=2, num_frames=8)
+    checkpoint, config = tmp_path / "small.pt", tmp_path / "small.json"
+    torch.save({"model": build_random_model(small_config(112)).checkpoint_state()}, checkpoint)
+    small_config(112).to_json(config)
+    out = tmp_path / "out"
+    args = ["bench", str(dataset), "--backend", "sam3", "--checkpoint", str(checkpoint),
+            "--config", str(config), "--device", "cpu", "--set", "P=1", "--out", str(out)]
+    assert main(args) == 0
+    rows = {r["run"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+    assert set(rows) == {"sam2long-P=1", "greedy"}
+    assert all(row["videos"] == 2 for row in rows.values())
+    recorded = json.loads((out / "runs" / "greedy" / "run.json").read_text())
+    assert recorded["backend"] == "sam3" and recorded["config"] == str(config)

@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -253,32 +255,14 @@ def test_sam2_interrupted_run_resumes_to_identical_output(
     sam2_clip: tuple[Path, Path],
     sam2_reference: dict[str, bytes],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    interrupted_at: Callable[[int], AbstractContextManager[None]],
 ) -> None:
     """Ctrl-C (KeyboardInterrupt) arrives while frame 2 is encoded; --resume finishes the run
     with the uninterrupted run's files (--max-lag 0: frames 0 and 1 are written by then)."""
-    import treemem.pipeline.inputs as inputs
-
-    open_model = inputs._open_model
-
-    def interrupted_at_frame_2(video: object, name: str, spec: object, models: object) -> object:
-        opened = open_model(video, name, spec, models)  # type: ignore[arg-type]
-        backend = opened.backend
-        encode = backend.encode
-
-        def encode_until_2(frame: int) -> object:
-            if frame == 2:
-                raise KeyboardInterrupt
-            return encode(frame)
-
-        backend.encode = encode_until_2  # type: ignore[method-assign]
-        return opened
-
     out = tmp_path / "run"
-    monkeypatch.setattr(inputs, "_open_model", interrupted_at_frame_2)
-    assert main(sam2_args(sam2_clip, out)) == 130
+    with interrupted_at(2):
+        assert main(sam2_args(sam2_clip, out)) == 130
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png", "00001.png"]
-    monkeypatch.setattr(inputs, "_open_model", open_model)
     assert main(sam2_args(sam2_clip, out, "--resume")) == 0
     assert snapshot(out) == sam2_reference
 

@@ -18,10 +18,9 @@ the search has decided it, so it can drive a live display.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +31,7 @@ from treemem.pipeline.inputs import (
     BACKENDS,
     BackendName,
     ModelCache,
-    ModelSpec,
+    ModelOptions,
     OpenedVideo,
     PromptInput,
     VideoInput,
@@ -42,6 +41,7 @@ from treemem.pipeline.inputs import (
     check_points,
     check_prompt,
     live_backend,
+    model_spec,
     open_backend,
 )
 from treemem.pipeline.live import LivePrompts, LiveTracker
@@ -60,6 +60,9 @@ from treemem.types import (
     Prompt,
     UInt8Array,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # in typing from Python 3.11; treemem runs on 3.10
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,17 +126,9 @@ def track(
     max_lag: int | None = None,
     *,
     prompt_frame: int = 0,
-    checkpoint: str | os.PathLike[str] | None = None,
-    config: str | None = None,
-    device: str | None = None,
-    offload: bool = False,
-    image_size: int | None = None,
-    model: Any = None,
-    seed: int = 0,
-    dtype: str = "fp32",
-    compile: bool = False,
     progress: bool = False,
     direction: RunDirection = "forward",
+    **options: Unpack[ModelOptions],
 ) -> TrackResult:
     """Track the prompted objects through `video`; return every frame's masks and the tree.
 
@@ -151,27 +146,14 @@ def track(
         max_lag: decide each frame at most this many frames late (live use). None (default)
             is exact: the result equals the best pathway traced back from the last frame.
         prompt_frame: the frame a mask given as an array or PNG is on.
-        checkpoint: the sam2 or sam3 backend's checkpoint (.pt; SAM 3: `sam3.pt`), as
-            `treemem run --checkpoint`.
-        config: the model config (default: inferred from the checkpoint); SAM 3: "sam3" or
-            a JSON file of `treemem.backends.sam3.Sam3Config` fields.
-        device: "cpu", "cuda", "cuda:1", ... (default: cuda when present).
-        offload: keep frames and memories in host memory (long videos).
-        image_size: the sam2 model's input resolution (default: the config's).
-        model: a model already built (`treemem.backends.sam2.load_model` or
-            `treemem.backends.sam3.load_model`), used instead of loading `checkpoint`.
-        seed: the synthetic backend's noise seed.
-        dtype: the sam2 / sam3 backend's precision: "fp32" (default, no autocast), "bf16" or
-            "fp16" (torch autocast around the model, as sam2's tools run it; the masks are
-            close to fp32's, not equal).
-        compile: run the sam2 model's components through `torch.compile`, as sam2's
-            VOS-optimised predictor does (slow first frames; masks close to, not equal to,
-            the eager model's).
         progress: show a progress bar on stderr.
         direction: "forward" (default) from the first prompt frame to the end, "backward"
             from the last prompt frame to frame 0 (sam2's `reverse=True`), or "both" (one
             search each way, merged: each object's frames before its first prompt come
             from the backward search), as `treemem run --direction`.
+        **options: the model to run, as keywords (`ModelOptions`, which says what each
+            means): checkpoint, config, device, offload, image_size, model (one already
+            built), seed (synthetic), dtype, compile.
 
     Raises:
         TreememError: a subclass that says what is wrong with the input and how to fix it.
@@ -179,9 +161,7 @@ def track(
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
     check_direction(direction)
-    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype,
-                     compile)
-    with open_backend(video, backend, spec) as opened:
+    with open_backend(video, backend, model_spec(options)) as opened:
         found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
         stream = FrameStream(
             opened.backend, choice.strategy, found, max_lag=max_lag, direction=direction
@@ -215,16 +195,9 @@ def sweep(
     max_lag: int | None = None,
     *,
     prompt_frame: int = 0,
-    checkpoint: str | os.PathLike[str] | None = None,
-    config: str | None = None,
-    device: str | None = None,
-    offload: bool = False,
-    image_size: int | None = None,
-    model: Any = None,
-    seed: int = 0,
-    dtype: str = "fp32",
     progress: bool = False,
     direction: Direction = "forward",
+    **options: Unpack[ModelOptions],
 ) -> list[TrackResult]:
     """Track the prompted objects through `video` under every strategy configuration in one
     pass (`direction` forward or backward); one `TrackResult` per configuration, in order,
@@ -242,8 +215,7 @@ def sweep(
     """
     choices = [_sweep_choice(item) for item in strategies]
     _check_max_lag(max_lag)
-    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed, dtype)
-    with open_backend(video, backend, spec) as opened:
+    with open_backend(video, backend, model_spec(options)) as opened:
         found = as_prompts(prompts, opened.frame_size, opened.num_frames, prompt_frame)
         sets = [c.strategy for c in choices]
         swept = SweepStream(opened.backend, sets, found, max_lag, direction=direction)
@@ -282,15 +254,8 @@ def stream(
     backend: BackendName | Backend | None = None,
     overrides: Mapping[str, object] | None = None,
     max_lag: int | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    config: str | None = None,
-    device: str | None = None,
-    offload: bool = False,
-    image_size: int | None = None,
-    model: Any = None,
-    dtype: str = "fp32",
-    compile: bool = False,
     keep_record: bool = False,
+    **options: Unpack[ModelOptions],
 ) -> LiveTracker:
     """Track objects through frames handed over one at a time (a camera, a decoder, frames a
     program makes): a source of unknown length.
@@ -316,10 +281,8 @@ def stream(
     """
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)
-    spec = ModelSpec(checkpoint, config, device, offload, image_size, model, dtype=dtype,
-                     compile=compile)
-    tracker = LiveTracker(choice.strategy, live_backend(backend, spec), max_lag=max_lag,
-                          keep_record=keep_record)
+    tracker = LiveTracker(choice.strategy, live_backend(backend, model_spec(options)),
+                          max_lag=max_lag, keep_record=keep_record)
     tracker.prompt(prompts)
     return tracker
 
@@ -402,16 +365,8 @@ class Predictor:
         *,
         overrides: Mapping[str, object] | None = None,
         max_lag: int | None = None,
-        checkpoint: str | os.PathLike[str] | None = None,
-        config: str | None = None,
-        device: str | None = None,
-        offload: bool = False,
-        image_size: int | None = None,
-        model: Any = None,
-        seed: int = 0,
-        dtype: str = "fp32",
-    compile: bool = False,
         non_overlap_masks: bool = False,
+        **options: Unpack[ModelOptions],
     ) -> None:
         _check_max_lag(max_lag)
         if isinstance(backend, str) and backend not in BACKENDS:
@@ -424,8 +379,7 @@ class Predictor:
         self.non_overlap_masks = non_overlap_masks
         self._backend = backend
         self._instance_used = False
-        self._spec = ModelSpec(checkpoint, config, device, offload, image_size, model, seed,
-                               dtype, compile)
+        self._spec = model_spec(options)
         check_model_options(backend, self._spec)
         self._models = ModelCache()
 

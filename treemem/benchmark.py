@@ -51,6 +51,9 @@ from treemem.io.masks import object_ids, read_mask, write_palette_png
 from treemem.metrics import ObjectScores, Summary, VideoScores, summarize
 from treemem.pipeline.frames import FrameResult, FrameStream, ObjectMask
 from treemem.pipeline.inputs import (
+    BACKENDS,
+    MODEL_BACKENDS,
+    BackendName,
     ModelCache,
     ModelSpec,
     OpenedVideo,
@@ -71,7 +74,6 @@ from treemem.protocols import (
 from treemem.registry import ALIASES, REGISTRY, load_strategy
 from treemem.types import ConfigError, InputError, Prompt, TreememError
 
-BACKENDS = ("synthetic", "sam2")
 BASELINE = "greedy"
 
 
@@ -152,12 +154,12 @@ def _parameter_names(strategy: str) -> set[str]:
 class BenchSettings:
     """What every video of a benchmark shares (the model and the scoring protocol)."""
 
-    backend: str = "synthetic"
+    backend: BackendName = "synthetic"
     checkpoint: str | None = None
     image_size: int | None = None
     device: str | None = None
     dtype: str = "fp32"
-    """The sam2 backend's precision (`treemem.pipeline.inputs.DTYPES`)."""
+    """The sam2 / sam3 backend's precision (`treemem.pipeline.inputs.DTYPES`)."""
     compile: bool = False
     """Run the sam2 model's components through torch.compile."""
     skip_first_last: bool = True
@@ -165,22 +167,28 @@ class BenchSettings:
     protocol: str | None = None
     """A benchmark protocol (`treemem.protocols`); None: detected from the layout."""
     split: str | None = None
+    config: str | None = None
+    """The model config (default: inferred from the checkpoint); SAM 3: "sam3" or a JSON
+    file, as `treemem run --config`."""
 
     def model_spec(self) -> ModelSpec:
-        """The run layer's model spec; refuses SAM 2 without a checkpoint."""
+        """The run layer's model spec, checked as `treemem run` checks it (a model backend
+        without a checkpoint, options the backend lacks)."""
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r} (known: {', '.join(BACKENDS)})")
-        if self.backend == "sam2" and self.checkpoint is None:
-            raise InputError("--backend sam2 needs --checkpoint CKPT (a SAM 2 / SAM 2.1 .pt file)")
         spec = ModelSpec(
             self.checkpoint,
+            self.config,
             device=self.device,
             image_size=self.image_size,
             seed=self.seed,
             dtype=self.dtype,
             compile=self.compile,
         )
-        check_model_options(self.backend, spec)
+        if self.backend in MODEL_BACKENDS:
+            spec.check(self.backend)
+        else:
+            check_model_options(self.backend, spec)
         return spec
 
 
@@ -214,9 +222,10 @@ class VideoJob:
 
 def open_job(job: VideoJob, models: ModelCache | None = None) -> OpenedVideo:
     """A job's video through the run layer's one opener: the synthetic folder itself, or its
-    `frames/` folder for SAM 2. Frame names (the output PNG names) are the frame files'.
+    `frames/` folder for SAM 2 and SAM 3. Frame names (the output PNG names) are the frame
+    files'.
 
-    `models` keeps loaded SAM 2 models across the videos of one process (a Ray task loads
+    `models` keeps loaded models across the videos of one process (a Ray task loads
     its own), so a checkpoint is read once, not once per video.
     """
     video_dir = Path(job.video_dir)
@@ -225,12 +234,12 @@ def open_job(job: VideoJob, models: ModelCache | None = None) -> OpenedVideo:
         if not (video_dir / "video.json").is_file():
             raise InputError(
                 f"{video_dir} is not a saved synthetic video (no video.json); write the suite "
-                "with `treemem bench --make-synthetic DIR` or use --backend sam2"
+                "with `treemem bench --make-synthetic DIR` or use --backend sam2 or sam3"
             )
         opened = open_backend(video_dir, "synthetic", spec)
         opened.frame_names = sorted(p.stem for p in (video_dir / "frames").glob("*.png"))
         return opened
-    return open_backend(video_dir / "frames", "sam2", spec, models=models)
+    return open_backend(video_dir / "frames", job.settings.backend, spec, models=models)
 
 
 def first_frame_prompts(gt_dir: Path, names: Sequence[str]) -> list[Prompt]:
@@ -347,18 +356,18 @@ def write_result(
 def open_protocol_job(
     job: VideoJob, dataset: Dataset, models: ModelCache | None = None
 ) -> OpenedVideo:
-    """A benchmark video for the run layer: its JPEG folder for SAM 2, or for the synthetic
-    backend the saved synthetic video `--make-synthetic --protocol` wrote next to it."""
+    """A benchmark video for the run layer: its JPEG folder for SAM 2 and SAM 3, or for the
+    synthetic backend the saved synthetic video `--make-synthetic --protocol` wrote next to it."""
     spec = job.settings.model_spec()
     if job.settings.backend == "synthetic":
         source = dataset.synthetic_dir / job.video
         if not (source / "video.json").is_file():
             raise InputError(
                 f"{source} is missing: the synthetic backend runs on datasets written by "
-                "`treemem bench --make-synthetic DIR --protocol NAME`; use --backend sam2"
+                "`treemem bench --make-synthetic DIR --protocol NAME`; use --backend sam2 or sam3"
             )
         return open_backend(source, "synthetic", spec)
-    return open_backend(Path(job.video_dir), "sam2", spec, models=models)
+    return open_backend(Path(job.video_dir), job.settings.backend, spec, models=models)
 
 
 @dataclass(eq=False)
@@ -821,6 +830,8 @@ def plan_jobs(
             "skip_first_last": settings.skip_first_last,
             "seed": settings.seed,
         }
+        if settings.config is not None:  # recorded when given: earlier folders stay resumable
+            record["config"] = settings.config
         if dataset is not None:
             record.update(protocol=dataset.protocol, split=dataset.split)
             del record["skip_first_last"]  # the protocol says which frames are scored

@@ -179,6 +179,41 @@ class PreviewServer:
         self._server.server_close()
 
 
+@dataclass(eq=False)
+class Preview:
+    """`--overlays` and/or `--serve` of one live run: the frames held for the overlays and the
+    sinks that show them (the run layer's `LivePreview`)."""
+
+    held: HeldFrames
+    sinks: list[OverlayFolder | PreviewServer]
+
+    @classmethod
+    def open(cls, folder: Path | None, serve: tuple[str, int] | None) -> Preview:
+        """Write overlays into `folder` and/or serve them on (host, port); the server is
+        started here."""
+        held = HeldFrames()
+        overlays = Overlays(held)
+        sinks: list[OverlayFolder | PreviewServer] = []
+        if folder is not None:
+            sinks.append(OverlayFolder(folder, overlays))
+        if serve is not None:
+            sinks.append(PreviewServer(*serve, overlays).start())
+        return cls(held, sinks)
+
+    @property
+    def url(self) -> str | None:
+        """Where the preview is served (None without `serve`)."""
+        return next((s.url for s in self.sinks if isinstance(s, PreviewServer)), None)
+
+    def hold(self, frames: Iterable[RGB]) -> Iterator[RGB]:
+        return self.held.hold(frames)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            if isinstance(sink, PreviewServer):
+                sink.close()
+
+
 def _handler(preview: PreviewServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

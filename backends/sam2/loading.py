@@ -8,13 +8,16 @@ The config comes from the checkpoint's file name (`sam2.1_hiera_large.pt` ->
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from treemem.backends.checkpoints import mismatch, read_checkpoint, require_file
 from treemem.types import ConfigError, InputError
+
+EXPECTED = "a SAM 2 .pt file"
+"""What a missing checkpoint's error asks for."""
 
 _SIZES = {
     "tiny": "t",
@@ -79,44 +82,17 @@ def image_size_overrides(image_size: int | None) -> list[str]:
 
 def build_model(config: str, *, device: str = "cpu", image_size: int | None = None) -> Any:
     """A SAM2VideoPredictor (a SAM2Base) with freshly initialised weights, in eval mode."""
-    from sam2.build_sam import build_sam2_video_predictor
-
-    config = resolve_config(config)
-    try:
-        model = build_sam2_video_predictor(
-            config,
-            ckpt_path=None,
-            device=device,
-            hydra_overrides_extra=image_size_overrides(image_size),
-        )
-    except Exception as error:  # hydra raises several unrelated types for a bad name
-        if (
-            "Cannot find primary config" in str(error)
-            or "MissingConfigException" in type(error).__name__
-        ):
-            raise ConfigError(f"unknown sam2 config {config!r}") from None
-        raise
+    model = build_video_model(
+        config, None, device, mode="eval", hydra_overrides_extra=image_size_overrides(image_size),
+        apply_postprocessing=True, vos_optimized=False,
+    )
     model.fill_hole_area = 0
     return model
 
 
 def load_checkpoint(model: Any, checkpoint: Path, config: str) -> None:
     """Load sam2's {"model": state_dict} format strictly, with errors a user can act on."""
-    if not checkpoint.exists():
-        raise InputError(
-            f"checkpoint {checkpoint} does not exist: pass the path of a SAM 2 .pt file"
-        )
-    if not zipfile.is_zipfile(checkpoint):
-        raise InputError(
-            f"checkpoint {checkpoint} is not a PyTorch file (truncated or wrong file?): "
-            "download it again"
-        )
-    try:
-        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise InputError(
-            f"checkpoint {checkpoint} cannot be read ({error}): download it again"
-        ) from None
+    payload = read_checkpoint(checkpoint, EXPECTED)
     state = payload.get("model") if isinstance(payload, dict) else None
     if not isinstance(state, dict):
         raise InputError(
@@ -125,9 +101,8 @@ def load_checkpoint(model: Any, checkpoint: Path, config: str) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise InputError(
-            f"checkpoint {checkpoint.name} does not match config {config} ({first[:160]}): "
+            f"checkpoint {checkpoint.name} does not match config {config} ({mismatch(error)}): "
             "pass the matching --config"
         ) from None
 
@@ -141,10 +116,7 @@ def load_model(
 ) -> Any:
     """Build the model a checkpoint needs and load its weights (CUDA when present)."""
     config = config or config_for_checkpoint(checkpoint)
-    if not checkpoint.exists():
-        raise InputError(
-            f"checkpoint {checkpoint} does not exist: pass the path of a SAM 2 .pt file"
-        )
+    require_file(checkpoint, EXPECTED)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(config, device="cpu", image_size=image_size)
     load_checkpoint(model, checkpoint, config)
@@ -176,8 +148,8 @@ def build_video_model(
     from sam2.build_sam import build_sam2_video_predictor
 
     config = resolve_config(config_file)
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise InputError(f"checkpoint not found: {ckpt_path}; give the path of a .pt file")
+    if ckpt_path is not None:
+        require_file(Path(ckpt_path), EXPECTED)
     try:
         return build_sam2_video_predictor(
             config, ckpt_path, device=device, mode=mode,

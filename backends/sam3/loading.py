@@ -20,7 +20,6 @@ under `detector.backbone.vision_backbone.` and the tracker under `tracker.`; eve
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from treemem.backends.checkpoints import mismatch, read_checkpoint
 from treemem.types import ConfigError, InputError
 
 VISION_PREFIX = "detector.backbone.vision_backbone."
@@ -323,21 +323,7 @@ def small_config(image_size: int = 224) -> Sam3Config:
 
 def read_state(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The state dict of a `sam3.pt`-style file, with errors a user can act on."""
-    if not checkpoint.is_file():
-        raise InputError(
-            f"checkpoint {checkpoint} does not exist: pass the path of SAM 3's sam3.pt"
-        )
-    if not zipfile.is_zipfile(checkpoint):
-        raise InputError(
-            f"checkpoint {checkpoint} is not a PyTorch file (truncated or wrong file?): "
-            "download it again"
-        )
-    try:
-        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise InputError(
-            f"checkpoint {checkpoint} cannot be read ({error}): download it again"
-        ) from None
+    payload = read_checkpoint(checkpoint, "SAM 3's sam3.pt")
     if isinstance(payload, dict) and isinstance(payload.get("model"), dict):
         payload = payload["model"]
     if not isinstance(payload, dict) or not any(
@@ -380,12 +366,10 @@ def _load_part(module: nn.Module, state: dict[str, torch.Tensor], prefix: str,
     try:
         module.load_state_dict(part, strict=True)
     except RuntimeError as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]
         raise InputError(
             f"checkpoint {checkpoint.name} does not match the SAM 3 config "
             f"({config.image_size} px, {config.vit_depth} blocks, {config.vit_width} wide): "
-            f"{detail[:160]}; pass the matching --config"
+            f"{mismatch(error)}; pass the matching --config"
         ) from None
 
 

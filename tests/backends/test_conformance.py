@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,50 +52,47 @@ def synthetic_case() -> BackendCase:
 
 
 def sam2_case() -> BackendCase:
-    """A seeded random-weight SAM 2.1 tiny at 64 px over 4 noise frames of 40x56 (not square,
-    so mask logits must be resized to the video, not the model's input)."""
-    torch = pytest.importorskip("torch")
+    """A seeded random-weight SAM 2.1 tiny at 64 px (see `_torch_case`)."""
+    pytest.importorskip("torch")
     pytest.importorskip("sam2")
     from treemem.backends.sam2 import Sam2Backend, build_random_model
 
     model = build_random_model(seed=0, image_size=64)
-    with torch.no_grad():  # spread the IoU head's answers (as the shared oracle's model does)
-        model.sam_mask_decoder.iou_prediction_head.layers[2].weight *= 40.0
-    size = (40, 56)
-    frames = np.random.default_rng(0).integers(0, 256, (4, *size, 3), dtype=np.uint8)
-    masks = [np.zeros(size, bool), np.zeros(size, bool)]
-    masks[0][6:22, 8:30] = True
-    masks[1][20:36, 30:52] = True
-    return BackendCase(
-        "sam2",
-        make=lambda: Sam2Backend(model, lambda index: frames[index], len(frames), size),
-        prompts=(Prompt(1, 0, mask=masks[0]), Prompt(2, 0, mask=masks[1])),
-        held=lambda backend: backend.stored_memories,  # type: ignore[attr-defined]
-        batch_atol=1e-5,
-    )
+    return _torch_case("sam2", Sam2Backend, model, model.sam_mask_decoder)
 
 
 def sam3_case() -> BackendCase:
-    """A seeded random-weight reduced SAM 3 tracker (2 ViT blocks, 112 px) over 4 noise frames
-    of 40x56, the IoU head spread as in the SAM 2 case."""
-    torch = pytest.importorskip("torch")
+    """A seeded random-weight reduced SAM 3 tracker (2 ViT blocks, 112 px; see `_torch_case`)."""
+    pytest.importorskip("torch")
     pytest.importorskip("sam3", reason="sam3 is not installed (pip install 'treemem[sam3]')")
     from treemem.backends.sam3 import Sam3Backend, build_random_model, small_config
 
     model = build_random_model(small_config(112), seed=0)
+    case = _torch_case("sam3", Sam3Backend, model, model.tracker.sam_mask_decoder)
+    no_dam4sam_hooks = frozenset({"boxes", "presence_threshold"})
+    return dataclasses.replace(case, supported=no_dam4sam_hooks)
+
+
+def _torch_case(
+    name: str, backend: Callable[..., Backend], model: object, decoder: Any
+) -> BackendCase:
+    """A SAM-style backend over 4 noise frames of 40x56 (not square, so mask logits must be
+    resized to the video, not the model's input), two box-shaped mask prompts, the IoU head's
+    answers spread (as the shared oracle's model has them) so candidates differ."""
+    import torch
+
     with torch.no_grad():
-        model.tracker.sam_mask_decoder.iou_prediction_head.layers[2].weight *= 40.0
+        decoder.iou_prediction_head.layers[2].weight *= 40.0
     size = (40, 56)
     frames = np.random.default_rng(0).integers(0, 256, (4, *size, 3), dtype=np.uint8)
     masks = [np.zeros(size, bool), np.zeros(size, bool)]
     masks[0][6:22, 8:30] = True
     masks[1][20:36, 30:52] = True
     return BackendCase(
-        "sam3",
-        make=lambda: Sam3Backend(model, lambda index: frames[index], len(frames), size),
+        name,
+        make=lambda: backend(model, lambda index: frames[index], len(frames), size),
         prompts=(Prompt(1, 0, mask=masks[0]), Prompt(2, 0, mask=masks[1])),
-        held=lambda backend: backend.stored_memories,  # type: ignore[attr-defined]
-        supported=frozenset({"boxes", "presence_threshold"}),  # no DAM4SAM hooks yet
+        held=lambda made: made.stored_memories,  # type: ignore[attr-defined]
         batch_atol=1e-5,
     )
 

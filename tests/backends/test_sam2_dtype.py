@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -128,30 +129,13 @@ def test_bf16_through_treemem_run_and_track_is_close_to_fp32(
 def test_resume_with_another_dtype_is_refused(
     clip: dict[str, object],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    interrupted_at: Callable[[int], AbstractContextManager[None]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A bf16 run interrupted on frame 2 (KeyboardInterrupt in encode) resumes only as bf16."""
-    import treemem.pipeline.inputs as inputs
-
-    open_model = inputs._open_model
-
-    def interrupted_at_frame_2(video: object, name: str, spec: object, models: object) -> object:
-        opened = open_model(video, name, spec, models)  # type: ignore[arg-type]
-        encode: Callable[[int], object] = opened.backend.encode
-
-        def encode_until_2(frame: int) -> object:
-            if frame == 2:
-                raise KeyboardInterrupt
-            return encode(frame)
-
-        opened.backend.encode = encode_until_2  # type: ignore[method-assign]
-        return opened
-
     out = tmp_path / "run"
-    monkeypatch.setattr(inputs, "_open_model", interrupted_at_frame_2)
-    assert main(run_args(clip, out, "--dtype", "bf16", "--max-lag", "0")) == 130
-    monkeypatch.setattr(inputs, "_open_model", open_model)
+    with interrupted_at(2):
+        assert main(run_args(clip, out, "--dtype", "bf16", "--max-lag", "0")) == 130
     assert (out / PARTIAL).is_file()
     capsys.readouterr()
     assert main(run_args(clip, out, "--resume", "--max-lag", "0")) == 2

@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 from treemem.benchmark import (
-    BACKENDS,
     BASELINE,
     BenchSettings,
     format_runs,
     make_synthetic,
     run_benchmark,
 )
+from treemem.commands.model_flags import add_model_flags
 from treemem.evaluation import mean_curve, plot_curves
 from treemem.protocols import PROTOCOLS
 from treemem.types import InputError
@@ -59,22 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="KEY=V1,V2",
         help="sweep a parameter (repeat to cross); K1/K2=A1/A2,B1/B2 sweeps pairs",
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="synthetic")
-    parser.add_argument("--checkpoint", type=Path, help="SAM 2 checkpoint (--backend sam2)")
-    parser.add_argument("--image-size", type=int, help="SAM 2 input size (default: the config's)")
-    parser.add_argument("--device", help="SAM 2 device (default: cuda when available)")
-    parser.add_argument(
-        "--dtype",
-        default="fp32",
-        metavar="{fp32,bf16,fp16}",
-        help="SAM 2 precision: fp32 (default) or autocast to bf16 / fp16",
-    )
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="SAM 2: torch.compile the model's components (slow first frames; close to, "
-        "not equal to, the eager masks)",
-    )
+    add_model_flags(parser, "synthetic")
     parser.add_argument("--out", type=Path, help="output folder (resumable)")
     parser.add_argument(
         "--all-frames", action="store_true", help="also score the first and last annotated frames"
@@ -119,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         backend=args.backend,
         checkpoint=None if args.checkpoint is None else str(args.checkpoint.resolve()),
+        config=args.config,
         image_size=args.image_size,
         device=args.device,
         dtype=args.dtype,

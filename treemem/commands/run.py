@@ -21,29 +21,27 @@ decided before the break is written, run.json says why), 130 for a second Ctrl-C
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
-from types import FrameType
 
+from treemem.commands.model_flags import add_model_flags
 from treemem.io.masks import read_mask, validate_mask
 from treemem.io.stream import DEFAULT_TIMEOUT, LiveSource
 from treemem.pipeline import inputs
 from treemem.pipeline.frames import check_direction
-from treemem.pipeline.live import LiveTracker
 from treemem.pipeline.runner import (
+    LivePreview,
     StrategyChoice,
     choose_strategy,
-    run_live_to_folder,
+    run_live_source,
     run_to_folder,
 )
-from treemem.pipeline.sinks import FrameSink, check_output, interrupted_message
+from treemem.pipeline.sinks import check_output, interrupted_message
 from treemem.pipeline.snapshots import DEFAULT_EVERY
 from treemem.registry import parse_overrides
-from treemem.types import InputError, Prompt, UInt8Array
+from treemem.types import InputError, Prompt
 
 INTERRUPTED = 130
 SOURCE_BROKE = 3
@@ -76,24 +74,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="strategy set (default sam2long; see `treemem strategies`)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="override a strategy parameter (repeatable)")
-    parser.add_argument("--backend", choices=inputs.BACKENDS, default="sam2",
-                        help="segmentation model (default sam2)")
-    parser.add_argument("--checkpoint", type=Path,
-                        help="SAM 2 checkpoint, or SAM 3's sam3.pt with --backend sam3")
-    parser.add_argument("--config",
-                        help="model config (default: inferred from the checkpoint); SAM 3: "
-                        "'sam3' or a JSON file of its shape")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present)")
+    add_model_flags(parser, "sam2")
     parser.add_argument("--offload", action="store_true",
                         help="keep frames and memories in host memory (long videos)")
-    parser.add_argument("--image-size", type=int, metavar="N", help="SAM 2 input resolution")
-    parser.add_argument("--dtype", default="fp32", metavar="{fp32,bf16,fp16}",
-                        help="SAM 2 / SAM 3 precision: fp32 (default) or autocast to bf16 / "
-                        "fp16, as sam2's tools run it")
-    parser.add_argument("--compile", action="store_true",
-                        help="SAM 2: torch.compile the model's components, as sam2's "
-                        "VOS-optimised predictor (slow first frames; close to, not equal to, "
-                        "the eager masks)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic backend seed (default 0)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--direction", default="forward", metavar="{forward,backward,both}",
@@ -214,56 +197,47 @@ def box_or_points(args: argparse.Namespace, mask_objects: set[int]) -> Prompt | 
 
 
 def run_live(args: argparse.Namespace, choice: StrategyChoice, spec: inputs.ModelSpec) -> int:
-    """`--live`: push the source's frames to a `LiveTracker` as they decode (see the module
-    docstring for the exit codes)."""
+    """`--live`: the source into `run_live_source` (see the module docstring for the exit
+    codes)."""
     if args.resume:
         raise InputError("--resume does not apply to --live: a live source cannot be replayed")
     if args.backend != "sam2":
         raise InputError("--live runs the sam2 backend (the synthetic one needs a saved video)")
     inputs.check_frame(args.mask_frame, None, "--mask-frame")
-    tracker = LiveTracker(choice.strategy, inputs.live_backend("sam2", spec), max_lag=args.max_lag)
-    objects: set[int] = set()
-    if args.mask is not None:
-        ids = read_mask(args.mask)
-        validate_mask(ids, ids.shape, max_objects=args.objects, name=f"mask {args.mask}")
-        tracker.prompt(ids, frame=args.mask_frame)
-        objects = {int(v) for v in set(ids.ravel().tolist()) - {0}}
-    prompt = box_or_points(args, objects)
-    if prompt is not None:
-        tracker.prompt(prompt)
+    mask = None if args.mask is None else read_mask(args.mask)
+    if mask is not None:
+        validate_mask(mask, mask.shape, max_objects=args.objects, name=f"mask {args.mask}")
+    objects = set() if mask is None else {int(v) for v in set(mask.ravel().tolist()) - {0}}
     options = dict(_option(text) for text in args.input_option)
-    source = LiveSource(args.video, args.input_format, options, args.source_timeout).open()
-    viz = importlib.import_module("treemem.viz.preview") if args.overlays or args.serve else None
-    held = None if viz is None else viz.HeldFrames()
-    sinks: list[FrameSink] = []
-    try:
-        if viz is not None:
-            overlays = viz.Overlays(held)
-            if args.overlays is not None:
-                sinks.append(viz.OverlayFolder(args.overlays, overlays))
-            if args.serve is not None:
-                server = viz.PreviewServer(*_address(args.serve), overlays).start()
-                sinks.append(server)
-                print(f"treemem: live preview at {server.url}", file=sys.stderr)
-        with _stop_on_ctrl_c() as stopped:
-            frames = _until(stopped, source.frames())
-            report = run_live_to_folder(
-                tracker, frames if held is None else held.hold(frames), choice, args.out,
-                source.describe, backend_info=spec.info("sam2"), overwrite=args.overwrite,
-                progress=False if args.no_progress else None, extra_sinks=sinks,
-            )
-    finally:
-        source.close()
-        for sink in sinks:
-            getattr(sink, "close", lambda: None)()
-    ended = "stopped by Ctrl-C" if stopped[0] else "the source ended"
-    if source.broken is None:
-        print(f"{ended} after {source.decoded} frames; wrote {report['frames']} frames of "
-              f"{len(report['objects'])} object(s) to {args.out / 'masks'}")
+    source = LiveSource(args.video, args.input_format, options, args.source_timeout)
+    serve = None if args.serve is None else _address(args.serve)
+    preview = None
+    if args.overlays is not None or serve is not None:
+        preview = functools.partial(_preview, args.overlays, serve)
+    ran = run_live_source(
+        source, choice, args.out, model=spec, mask=mask, mask_frame=args.mask_frame,
+        prompt=box_or_points(args, objects), max_lag=args.max_lag, overwrite=args.overwrite,
+        progress=False if args.no_progress else None, preview=preview,
+    )
+    frames, masks = ran.report["frames"], args.out / "masks"
+    if ran.broken is None:
+        ended = "stopped by Ctrl-C" if ran.stopped else "the source ended"
+        print(f"{ended} after {ran.decoded} frames; wrote {frames} frames of "
+              f"{len(ran.report['objects'])} object(s) to {masks}")
         return 0
-    print(f"treemem: the source broke off after {source.decoded} frames ({source.broken}); "
-          f"the {report['frames']} frames decided are in {args.out / 'masks'}", file=sys.stderr)
+    print(f"treemem: the source broke off after {ran.decoded} frames ({ran.broken}); "
+          f"the {frames} frames decided are in {masks}", file=sys.stderr)
     return SOURCE_BROKE
+
+
+def _preview(folder: Path | None, serve: tuple[str, int] | None) -> LivePreview:
+    """`--overlays`/`--serve`, made once the source is open; says where it is served."""
+    viz = importlib.import_module("treemem.viz.preview")  # viz is imported by name, as elsewhere
+    preview = viz.Preview.open(folder, serve)
+    if preview.url is not None:
+        print(f"treemem: live preview at {preview.url}", file=sys.stderr)
+    opened: LivePreview = preview
+    return opened
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -283,33 +257,6 @@ def _address(text: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise InputError(f"--serve port must be in 0..65535, got {number}")
     return host or "127.0.0.1", number
-
-
-@contextmanager
-def _stop_on_ctrl_c() -> Iterator[list[bool]]:
-    """The first Ctrl-C ends the stream after the frame being searched (what is open is
-    then decided and written); a second one interrupts at once."""
-    stopped = [False]
-    previous = signal.getsignal(signal.SIGINT)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopped[0] = True
-        signal.signal(signal.SIGINT, previous)
-
-    with suppress(ValueError):  # not the main thread (an embedding program): Ctrl-C as usual
-        signal.signal(signal.SIGINT, stop)
-    try:
-        yield stopped
-    finally:
-        if signal.getsignal(signal.SIGINT) is stop:
-            signal.signal(signal.SIGINT, previous)
-
-
-def _until(stopped: list[bool], frames: Iterator[UInt8Array]) -> Iterator[UInt8Array]:
-    for frame in frames:
-        if stopped[0]:
-            return
-        yield frame
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:

@@ -12,9 +12,10 @@ import importlib
 import os
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -48,15 +49,8 @@ RGB array."""
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which SAM 2 or SAM 3 model to run and where (what `--checkpoint`, `--config`, ... give).
-
-    `model` is a model already built (`treemem.backends.sam2.load_model` or
-    `treemem.backends.sam3.load_model`), used instead of loading `checkpoint`; `seed` is the
-    synthetic backend's noise seed; `dtype` is one of `DTYPES` (fp32, the default, runs without
-    autocast); `compile` runs the model's components through `torch.compile`, as sam2's
-    VOS-optimised predictor does (sam2 only). `image_size` is sam2's only: a SAM 3 config sets
-    its own.
-    """
+    """Which SAM 2 or SAM 3 model to run and where (what `--checkpoint`, `--config`, ... give);
+    its fields are the `ModelOptions` keywords of the Python API, which say what each means."""
 
     checkpoint: str | os.PathLike[str] | None = None
     config: str | None = None
@@ -105,6 +99,52 @@ class ModelSpec:
             "dtype": self.dtype,
             "compile": self.compile,
         }
+
+
+class ModelOptions(TypedDict, total=False):
+    """The model keywords of `treemem.track`, `treemem.sweep`, `treemem.stream` and
+    `treemem.Predictor` (the fields of `ModelSpec`, which gives their defaults; `treemem run`'s
+    model flags are the same options)."""
+
+    checkpoint: str | os.PathLike[str] | None
+    """The sam2 or sam3 backend's checkpoint (.pt; SAM 3: `sam3.pt`), as `treemem run
+    --checkpoint`."""
+    config: str | None
+    """The model config (default: inferred from the checkpoint); SAM 3: "sam3" or a JSON file
+    of `treemem.backends.sam3.Sam3Config` fields."""
+    device: str | None
+    """"cpu", "cuda", "cuda:1", ... (default: cuda when present)."""
+    offload: bool
+    """Keep frames and memories in host memory (long videos)."""
+    image_size: int | None
+    """The sam2 model's input resolution (default: the config's; a SAM 3 config sets its
+    own)."""
+    model: Any
+    """A model already built (`treemem.backends.sam2.load_model` or
+    `treemem.backends.sam3.load_model`), used instead of loading `checkpoint`."""
+    seed: int
+    """The synthetic backend's noise seed."""
+    dtype: str
+    """The sam2 / sam3 backend's precision, one of `DTYPES`: "fp32" (default, no autocast),
+    "bf16" or "fp16" (torch autocast around the model, as sam2's tools run it; the masks are
+    close to fp32's, not equal)."""
+    compile: bool
+    """Run the sam2 model's components through `torch.compile`, as sam2's VOS-optimised
+    predictor does (slow first frames; masks close to, not equal to, the eager model's)."""
+
+
+def model_spec(options: ModelOptions) -> ModelSpec:
+    """The `ModelSpec` of the API's model keywords; a keyword that is not one (a caller
+    without a type checker) is a one-line error naming the options, not a TypeError."""
+    known = [f.name for f in fields(ModelSpec)]
+    for name in options:
+        if name not in known:
+            hint = get_close_matches(name, known, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(
+                f"unknown model option {name!r}{suggestion} (the options: {', '.join(known)})"
+            )
+    return ModelSpec(**options)
 
 
 class ModelCache:

@@ -4,21 +4,26 @@
 is the same for many configurations in one pass (`treemem.pipeline.sweep`). `run_to_folder`
 adds the run folder's bookkeeping (settings for --resume, tree.jsonl, run.json, progress);
 `treemem run`, `treemem demo` and the bench scripts call it, `treemem.track` the loop alone.
+`run_live_source` is `treemem run --live`: a live source into a run folder.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, Protocol
 
 import treemem
-from treemem.backend import MemoryExport
+from treemem.backend import Backend, MemoryExport
+from treemem.io.stream import LiveSource
 from treemem.pipeline.frames import FrameResult, FrameStream, RunDirection, check_direction
-from treemem.pipeline.inputs import OpenedVideo
+from treemem.pipeline.inputs import BackendName, ModelSpec, OpenedVideo, live_backend
 from treemem.pipeline.live import LiveTracker
 from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
 from treemem.pipeline.snapshots import SnapshotWriter, resume_point
@@ -232,6 +237,101 @@ def run_live_to_folder(
                      tracker.max_lag, seconds, "forward")
     folder.finish(report)
     return report
+
+
+class LivePreview(Protocol):
+    """Sinks that draw each decided frame over the frame itself (`treemem.viz.preview`):
+    they see the frames as they decode (`hold`) and the results as they are decided."""
+
+    sinks: Sequence[FrameSink]
+
+    def hold(self, frames: Iterable[UInt8Array]) -> Iterator[UInt8Array]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """How a live run ended: run.json's report, the frames decoded, why the source broke off
+    (None: it ended, or Ctrl-C stopped it) and whether Ctrl-C stopped it."""
+
+    report: dict[str, Any]
+    decoded: int
+    broken: str | None
+    stopped: bool
+
+
+def run_live_source(
+    source: LiveSource,
+    choice: StrategyChoice,
+    out: Path,
+    *,
+    backend: BackendName | Backend = "sam2",
+    model: ModelSpec | None = None,
+    mask: UInt8Array | None = None,
+    mask_frame: int = 0,
+    prompt: Prompt | None = None,
+    max_lag: int | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    preview: Callable[[], LivePreview] | None = None,
+) -> LiveRun:
+    """`run_live_to_folder` over a `LiveSource`, decoded as it comes: `mask` (object ids) on
+    `mask_frame` and `prompt` are the prompts; `preview()`, made once the source is open,
+    draws the decided frames. The first Ctrl-C (in the main thread) ends the source after the
+    frame being searched, so what is open is decided and written; a second one interrupts at
+    once (KeyboardInterrupt, the folder left unfinished). A source that breaks off mid-way
+    ends the run as one that ends does, with `broken` saying why."""
+    spec = model if model is not None else ModelSpec()
+    tracker = LiveTracker(choice.strategy, live_backend(backend, spec), max_lag=max_lag)
+    if mask is not None:
+        tracker.prompt(mask, frame=mask_frame)
+    if prompt is not None:
+        tracker.prompt(prompt)
+    info = spec.info(backend) if isinstance(backend, str) else {"name": type(backend).__name__}
+    source.open()
+    shown: LivePreview | None = None
+    try:
+        shown = None if preview is None else preview()
+        with _stop_on_ctrl_c() as stopped:
+            frames = _until(stopped, source.frames())
+            report = run_live_to_folder(
+                tracker, frames if shown is None else shown.hold(frames), choice, out,
+                source.describe, backend_info=info, overwrite=overwrite,
+                progress=progress, extra_sinks=() if shown is None else shown.sinks,
+            )
+    finally:
+        source.close()
+        if shown is not None:
+            shown.close()
+    return LiveRun(report, source.decoded, source.broken, stopped[0])
+
+
+@contextmanager
+def _stop_on_ctrl_c() -> Iterator[list[bool]]:
+    """The first Ctrl-C sets the flag (the live source then ends after the frame being
+    searched) and gives SIGINT back to its previous handler, so a second one interrupts."""
+    stopped = [False]
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopped[0] = True
+        signal.signal(signal.SIGINT, previous)
+
+    with suppress(ValueError):  # not the main thread (an embedding program): Ctrl-C as usual
+        signal.signal(signal.SIGINT, stop)
+    try:
+        yield stopped
+    finally:
+        if signal.getsignal(signal.SIGINT) is stop:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _until(stopped: list[bool], frames: Iterator[UInt8Array]) -> Iterator[UInt8Array]:
+    for frame in frames:
+        if stopped[0]:
+            return
+        yield frame
 
 
 def _report(
