@@ -23,6 +23,7 @@ computed once, below the floor; results then within the backend's batch toleranc
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -49,6 +50,11 @@ KNOBS: dict[str, list[dict[str, float]]] = {
         {"w_low": low, "w_high": high} for low, high in ((1, 1), (0.95, 1.05), (0.9, 1.1))
     ],
 }
+
+
+def progress(line: str) -> None:
+    """A figure as soon as it is measured (a long run stopped early keeps what it had)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def grid() -> list[dict[str, float]]:
@@ -156,8 +162,15 @@ def main() -> None:
     strategies = [load_strategy("sam2long", setting) for setting in settings]
     greedy_spf, encoder_spf = greedy_split(args, model, video, prompts)
     rest = greedy_spf - encoder_spf
-    alone = [separately(args, model, video, s, prompts) for s in strategies]
+    progress(f"greedy {greedy_spf:.4f} s/frame, image encoder {encoder_spf:.4f}")
+    alone = []
+    for setting, strategy in zip(settings, strategies, strict=True):
+        alone.append(separately(args, model, video, strategy, prompts))
+        seconds, distinct, _ = alone[-1]
+        progress(f"{label(setting)} alone: {seconds / args.frames:.4f} s/frame, "
+                 f"{distinct:.2f} distinct pathways/frame")
     sweep_seconds, sweep_ids = in_one_pass(args, model, video, strategies, prompts)
+    progress(f"one pass: {sweep_seconds / args.frames:.4f} s/frame")
     what = args.backend if model is None else f"{args.config} at {args.image_size} px"
     print(f"{what}, {args.frames} frames, {args.threads} threads, device {args.device}; "
           f"{len(settings)} configurations")
