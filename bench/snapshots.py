@@ -21,7 +21,6 @@ resume went on from and the frames searched twice.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import statistics
@@ -36,6 +35,7 @@ from treemem.backends.synthetic_video import make_video
 from treemem.cli import main as treemem_main
 from treemem.pipeline.inputs import ModelSpec, as_prompts, open_backend
 from treemem.pipeline.runner import choose_strategy, run_to_folder
+from treemem.pipeline.sinks import run_files
 from treemem.pipeline.snapshots import read_snapshot
 from treemem.resume import SNAPSHOT
 
@@ -81,15 +81,6 @@ def cli_args(args: argparse.Namespace, root: Path, out: Path) -> list[str]:
                       str(args.checkpoint), "--image-size", str(args.image_size), "--device", "cpu"]
     return found
 
-
-def run_files(out: Path) -> dict[str, bytes]:
-    """Every file of a finished run folder, run.json without its timings."""
-    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    summary = json.loads(files.pop("run.json"))
-    for field in ("seconds", "fps"):
-        summary.pop(field)
-    files["run.json"] = json.dumps(summary, sort_keys=True).encode()
-    return files
 
 
 def kill_and_resume(args: argparse.Namespace, root: Path) -> None:

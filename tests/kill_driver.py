@@ -3,9 +3,10 @@
     python tests/kill_driver.py FRAME SNAPSHOT THREADS -- treemem run arguments...
 
 FRAME: the process kills itself with SIGKILL when the engine asks the backend to encode
-that frame (-1: never). SNAPSHOT: it kills itself inside the SNAPSHOT-th snapshot write
-(0: never), after the real writer has written the temporary file and before it is renamed;
-the temporary file is cut to half its length first, as a write torn by the kill would be.
+that frame (-1: never), in a run of a video or of a live source (`--live`). SNAPSHOT: it
+kills itself inside the SNAPSHOT-th snapshot write (0: never), after the real writer has
+written the temporary file and before it is renamed; the temporary file is cut to half its
+length first, as a write torn by the kill would be.
 THREADS: torch's thread count (0: leave it), so SAM 2 runs match the in-process reference.
 Both points are reached deterministically, so the tests know exactly what is on disk.
 """
@@ -26,14 +27,11 @@ def main(argv: list[str]) -> int:
 
         torch.set_num_threads(threads)
     import treemem.pipeline.inputs as inputs
+    import treemem.pipeline.runner as runner
     import treemem.pipeline.snapshots as snapshots
     from treemem.cli import main as treemem_main
 
-    open_backend = inputs.open_backend
-
-    def open_and_arm(*args: Any, **kwargs: Any) -> Any:
-        opened = open_backend(*args, **kwargs)
-        backend = opened.backend
+    def arm(backend: Any) -> Any:
         encode = backend.encode
 
         def encode_or_die(frame: int) -> object:
@@ -42,7 +40,18 @@ def main(argv: list[str]) -> int:
             return encode(frame)
 
         backend.encode = encode_or_die
+        return backend
+
+    open_backend, live_backend = inputs.open_backend, runner.live_backend
+
+    def open_and_arm(*args: Any, **kwargs: Any) -> Any:
+        opened = open_backend(*args, **kwargs)
+        arm(opened.backend)
         return opened
+
+    def live_and_arm(*args: Any, **kwargs: Any) -> Any:
+        make = live_backend(*args, **kwargs)
+        return lambda *a, **k: arm(make(*a, **k))
 
     write_atomically = snapshots.write_atomically
     writes = [0]
@@ -58,6 +67,7 @@ def main(argv: list[str]) -> int:
         write_atomically(path, data)
 
     inputs.open_backend = open_and_arm  # type: ignore[assignment]
+    runner.live_backend = live_and_arm  # type: ignore[assignment]
     snapshots.write_atomically = write_or_die  # type: ignore[assignment]
     return treemem_main(argv[4:])
 

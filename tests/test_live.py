@@ -3,6 +3,7 @@ prompts may come later, and wrong use is one clear error."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import re
@@ -38,13 +39,14 @@ def test_a_stream_equals_the_file_run(video: SyntheticVideo, strategy: str,
                                       max_lag: int | None) -> None:
     expected = treemem.track(video, video.gt[0], strategy, max_lag=max_lag)
     tracker = treemem.stream(strategy, backend=SyntheticBackend(video), prompts=video.gt[0],
-                             max_lag=max_lag)
+                             max_lag=max_lag, keep_record=True)
     results = pushed(tracker, video.frames)
     assert [r.frame for _, r in results] == list(range(video.num_frames))
     for _, result in results:
         assert np.array_equal(result.ids(), expected.masks[result.frame]), result.frame
     assert tracker.decisions == list(expected.decisions)
     assert tracker.lags == list(expected.lags)
+    assert tracker.lag_counts == dict(collections.Counter(expected.lags))
 
 
 @pytest.mark.parametrize("max_lag", [0, 1, 5, 15])
@@ -54,7 +56,9 @@ def test_no_frame_comes_out_later_than_max_lag(video: SyntheticVideo, max_lag: i
     results = pushed(tracker, video.frames)
     late = [(t, r.frame) for t, r in results if t - r.frame > max_lag]
     assert late == []
-    assert max(tracker.lags) <= max_lag
+    assert tracker.decisions == [] and tracker.lags == []  # kept with keep_record only
+    assert max(tracker.lag_counts) <= max_lag
+    assert sum(tracker.lag_counts.values()) == video.num_frames * len(tracker.objects)
 
 
 def test_exact_frames_come_out_once_decided_not_only_at_the_end(video: SyntheticVideo) -> None:

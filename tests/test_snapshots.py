@@ -9,7 +9,6 @@ process SIGKILL itself when the engine asks for a given frame, or inside a given
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 import treemem.pipeline.inputs as inputs
 from treemem.backends.synthetic_video import make_video
 from treemem.cli import main
+from treemem.pipeline.sinks import run_files
 from treemem.pipeline.snapshots import read_snapshot
 from treemem.resume import PARTIAL, SNAPSHOT
 
@@ -46,15 +46,6 @@ def run_args(video: Path, out: Path, strategy: str, *extra: str) -> list[str]:
     return ["run", str(video), "--backend", "synthetic", "--mask", str(video / "gt" / "00000.png"),
             "--strategy", strategy, "--out", str(out), "--no-progress", *extra]
 
-
-def run_files(out: Path) -> dict[str, bytes]:
-    """Every file of a finished run folder, run.json without its timings."""
-    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    summary = json.loads(files.pop("run.json"))
-    for field in ("seconds", "fps"):
-        summary.pop(field)
-    files["run.json (timings removed)"] = json.dumps(summary, sort_keys=True).encode()
-    return files
 
 
 def kill(args: list[str], *, frame: int = -1, snapshot_write: int = 0, threads: int = 0) -> None:

@@ -168,6 +168,14 @@ def track(
         )
         sink = IdArraySink.for_video(opened.num_frames, opened.frame_size)
         seconds = search_frames(stream, [sink], progress=progress)
+    return _track_result(choice, stream, sink, seconds, direction)
+
+
+def _track_result(
+    choice: StrategyChoice, stream: FrameStream, sink: IdArraySink, seconds: float,
+    direction: RunDirection,
+) -> TrackResult:
+    """One configuration's result, its id maps made read-only."""
     sink.ids.setflags(write=False)
     return TrackResult(
         masks=sink.ids,
@@ -221,23 +229,10 @@ def sweep(
         swept = SweepStream(opened.backend, sets, found, max_lag, direction=direction)
         sinks = [IdArraySink.for_video(opened.num_frames, opened.frame_size) for _ in choices]
         seconds = search_sweep(swept, [[sink] for sink in sinks], progress=progress)
-    results = []
-    for choice, one, sink in zip(choices, swept.streams, sinks, strict=True):
-        sink.ids.setflags(write=False)
-        results.append(
-            TrackResult(
-                masks=sink.ids,
-                objects=one.objects,
-                record=one.record,
-                decisions=tuple(one.decisions),
-                lags=tuple(one.lags),
-                strategy=choice.name,
-                first_frame=one.first_frame,
-                seconds=seconds,
-                direction=direction,
-            )
-        )
-    return results
+    return [
+        _track_result(choice, one, sink, seconds, direction)
+        for choice, one, sink in zip(choices, swept.streams, sinks, strict=True)
+    ]
 
 
 def _sweep_choice(item: StrategyConfig) -> StrategyChoice:
@@ -276,8 +271,10 @@ def stream(
     same frames when every prompt is on the first frame); `max_lag` L emits every frame at
     most L frames after it arrived. The other arguments are `track()`'s; `backend` is "sam2"
     (default) or a `Backend` instance that reads its own frames (a `SyntheticBackend`).
-    `tracker.record` holds the search tree's open tail only, so memory stays flat however
-    long the stream runs; `keep_record=True` keeps all of it (it grows with every frame).
+    `tracker.record` holds the search tree's open tail only and `tracker.lag_counts` a tally
+    of the lags, so memory stays flat however long the stream runs; `keep_record=True` keeps
+    the whole record and every decision and lag (`tracker.decisions`, `tracker.lags`: they
+    grow with every frame).
     """
     choice = choose_strategy(strategy, overrides)
     _check_max_lag(max_lag)

@@ -43,7 +43,8 @@ class Lineage:
     def __init__(self) -> None:
         self._nodes: dict[int, _Node] = {}
         self._frontiers: dict[int, _Frontier] = {}
-        self._contents: dict[tuple[int, int], int] = {}
+        self._contents: dict[int, tuple[int, dict[tuple[int, int], int]]] = {}
+        self._next_content = 0
         self._releasable: list[int] = []
 
     def __len__(self) -> int:
@@ -52,26 +53,40 @@ class Lineage:
 
     def copy(self) -> Lineage:
         """An independent copy, for a snapshot of the search (`Engine.snapshot`): the nodes
-        and frontiers are copied, the content table's keys and values are immutable."""
+        and frontiers are copied, the content tables' keys and values are immutable."""
         other = Lineage()
         other._nodes = {node: replace(state) for node, state in self._nodes.items()}
         other._frontiers = {
             obj: _Frontier(f.first_frame, deque(list(nodes) for nodes in f.frames))
             for obj, f in self._frontiers.items()
         }
-        other._contents = dict(self._contents)
+        other._contents = {obj: (f, dict(t)) for obj, (f, t) in self._contents.items()}
+        other._next_content = self._next_content
         other._releasable = list(self._releasable)
         return other
 
     def content_of(self, parent: int, candidate: int) -> int:
-        """An id shared by all nodes that are the same candidate of the same content."""
-        key = (self._nodes[parent].content if parent >= 0 else -1, candidate)
-        return self._contents.setdefault(key, len(self._contents))
+        """An id shared by all nodes that are the same candidate of the same content.
+
+        One object's step expands the survivors of one frame, and later steps expand only
+        nodes made after it (whose content ids are new), so an object needs the table of its
+        latest parent frame only: the older ones are dropped, and memory stays flat over a
+        stream of any length."""
+        state = self._nodes[parent]
+        frame, table = self._contents.get(state.obj, (state.frame, {}))
+        if frame != state.frame:
+            table = {}
+        self._contents[state.obj] = (state.frame, table)
+        key = (state.content, candidate)
+        content = table.get(key)
+        if content is None:
+            content = table[key] = self.new_content()
+        return content
 
     def new_content(self) -> int:
         """A content id shared with nothing (a prompt's mask)."""
-        key = (-2, len(self._contents))
-        return self._contents.setdefault(key, len(self._contents))
+        self._next_content += 1
+        return self._next_content - 1
 
     def add(
         self, node: int, obj: int, frame: int, parent: int, content: int, *, pinned: bool = False

@@ -23,6 +23,7 @@ import pytest
 import treemem
 from treemem.backends.synthetic_video import SyntheticVideo, make_video
 from treemem.io.masks import read_mask
+from treemem.pipeline.sinks import run_files
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
@@ -43,7 +44,7 @@ def scene(torch_threads: None) -> tuple[SyntheticVideo, object]:
 def test_sam2_stream_equals_the_file_run(scene: tuple[SyntheticVideo, object]) -> None:
     video, model = scene
     expected = treemem.track(video.frames, video.gt[0], "sam2long", model=model)
-    tracker = treemem.stream("sam2long", model=model, prompts=video.gt[0])
+    tracker = treemem.stream("sam2long", model=model, prompts=video.gt[0], keep_record=True)
     results = [r for frame in video.frames for r in tracker.push(frame)] + tracker.close()
     assert [r.frame for r in results] == list(range(FRAMES))
     for result in results:
@@ -219,3 +220,40 @@ def test_live_serve_and_overlays_while_the_stream_runs(encoded: dict[str, Path],
             child.wait()
     assert _masks(out) == _masks(encoded["file"])
     assert sorted(p.name for p in overlays.iterdir()) == [f"{t:05d}.jpg" for t in range(FRAMES)]
+
+
+# --- treemem run --live --resume: a killed live run goes on from its snapshot -----------------
+
+LIVE_KILL, LIVE_EVERY = 14, 4
+
+
+
+def test_a_killed_live_run_of_a_file_resumes_from_its_snapshot(
+    encoded: dict[str, Path], tmp_path: Path
+) -> None:
+    """SIGKILL at frame 14 of 18, snapshots every 4 frames: the resume skips the 12 frames the
+    snapshot pushed, searches from frame 12 on, and writes the uninterrupted run's files."""
+    from treemem.pipeline.snapshots import read_snapshot
+    from treemem.resume import SNAPSHOT
+
+    whole = tmp_path / "whole"
+    done = _treemem(encoded, str(encoded["clip"]), whole, "--live", "--strategy", "sam2long")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "killed"
+    args = ["run", str(encoded["clip"]), "--live", "--mask", str(encoded["mask"]),
+            "--strategy", "sam2long", "--checkpoint", str(encoded["checkpoint"]),
+            "--image-size", "128", "--device", "cpu", "--out", str(out), "--no-progress",
+            "--snapshot-every", str(LIVE_EVERY)]
+    driver = Path(__file__).parents[1] / "kill_driver.py"
+    killed = subprocess.run([sys.executable, str(driver), str(LIVE_KILL), "0", "2", "--", *args],
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr
+    snapshot = read_snapshot(out / SNAPSHOT)
+    assert snapshot is not None and snapshot.frame == 11  # after the third snapshot's frame
+    assert not (out / "run.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "treemem.cli", *args, "--resume"],
+                             capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"the source ended after {FRAMES} frames" in resumed.stdout
+    assert run_files(out) == run_files(whole)

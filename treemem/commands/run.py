@@ -16,6 +16,8 @@ device, `-` for an encoded stream on standard input), decoded as it comes: the s
 each PNG written once its frame is decided. Exit codes: 0 when the source ended (or Ctrl-C
 stopped it), 2 for a bad input (one line), 3 when the source broke off mid-way (everything
 decided before the break is written, run.json says why), 130 for a second Ctrl-C.
+`--live --resume` goes on from the last snapshot: a file source skips the frames it had
+pushed, a live one goes on with the frames it sends now, numbered after the snapshot's.
 """
 
 from __future__ import annotations
@@ -199,8 +201,6 @@ def box_or_points(args: argparse.Namespace, mask_objects: set[int]) -> Prompt | 
 def run_live(args: argparse.Namespace, choice: StrategyChoice, spec: inputs.ModelSpec) -> int:
     """`--live`: the source into `run_live_source` (see the module docstring for the exit
     codes)."""
-    if args.resume:
-        raise InputError("--resume does not apply to --live: a live source cannot be replayed")
     if args.backend != "sam2":
         raise InputError("--live runs the sam2 backend (the synthetic one needs a saved video)")
     inputs.check_frame(args.mask_frame, None, "--mask-frame")
@@ -217,6 +217,7 @@ def run_live(args: argparse.Namespace, choice: StrategyChoice, spec: inputs.Mode
     ran = run_live_source(
         source, choice, args.out, model=spec, mask=mask, mask_frame=args.mask_frame,
         prompt=box_or_points(args, objects), max_lag=args.max_lag, overwrite=args.overwrite,
+        resume=args.resume, snapshot_every=args.snapshot_every or None,
         progress=False if args.no_progress else None, preview=preview,
     )
     frames, masks = ran.report["frames"], args.out / "masks"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,12 @@ class LiveSource:
         rate = stream.average_rate
         self.fps = float(rate) if rate else None
         return self
+
+    @property
+    def replayable(self) -> bool:
+        """Whether opening the source again gives the same frames from the first (a file on
+        disk; not a URL, a device, a pipe or standard input)."""
+        return self.source != STDIN and Path(self.source).is_file()
 
     def frames(self) -> Iterator[UInt8Array]:
         """(H, W, 3) uint8 RGB frames as they decode, until the source ends or breaks."""

@@ -170,6 +170,7 @@ class StreamState:
     A two-way stream also says which of its searches was running (`direction`), what the
     searches before it rejected (`rejected_before`), and which forward frames wait for the
     backward search (`waiting`: frame -> result, frames before some object's first prompt).
+    `lag_counts` is the stream's tally of lags so far (a resumed run reports the whole run's).
     """
 
     engine: EngineState
@@ -180,6 +181,7 @@ class StreamState:
     direction: Direction = "forward"
     rejected_before: int = 0
     waiting: Mapping[int, FrameResult] = field(default_factory=dict)
+    lag_counts: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -198,7 +200,8 @@ class FrameStream:
     An object is tracked from its first prompt reached; a prompt behind the first frame
     tracked is conditioning memory only. After (or while) iterating: `record` is the search
     tree, `decisions` the engine's decisions in the order they came, `lags` how many frames
-    late each was decided, `forced` how many `max_lag` forced, `rejected` the candidates
+    late each was decided (both only with `keep_decisions`; `lag_counts` tallies the lags
+    either way), `forced` how many `max_lag` forced, `rejected` the candidates
     rejected as non-finite. sam2's `max_frame_num_to_track=m` from frame s is
     `last_frame = s + m` forward and `s - m` backward (clamped to the video, as sam2 does).
 
@@ -217,8 +220,13 @@ class FrameStream:
     start_frame: int | None = None
     """The first frame tracked (default: the first prompt frame in the direction)."""
     record: TreeRecord = field(default_factory=TreeRecord)
+    keep_decisions: bool = True
+    """Keep every decision and lag in `decisions` and `lags` (False: a long stream keeps
+    `lag_counts` only, so nothing grows with its length)."""
     decisions: list[FrameDecision] = field(default_factory=list)
     lags: list[int] = field(default_factory=list)
+    lag_counts: dict[int, int] = field(default_factory=dict)
+    """How many decisions came how many frames late (lag -> count), kept either way."""
     forced: int = 0
     rejected: int = 0
     _added: list[Prompt] = field(default_factory=list, repr=False)
@@ -231,7 +239,12 @@ class FrameStream:
 
     @property
     def objects(self) -> tuple[int, ...]:
-        return tuple(sorted({p.obj for p in (*self.prompts, *self._added)}))
+        return tuple(sorted({p.obj for p in self.all_prompts}))
+
+    @property
+    def all_prompts(self) -> tuple[Prompt, ...]:
+        """`prompts` and those added since (`add_prompts`)."""
+        return (*self.prompts, *self._added)
 
     @property
     def first_frame(self) -> int:
@@ -239,7 +252,7 @@ class FrameStream:
         if self.start_frame is not None:
             return self.start_frame
         step = frame_step("forward" if self.direction == "both" else self.direction)
-        frames = [p.frame for p in (*self.prompts, *self._added)]
+        frames = [p.frame for p in self.all_prompts]
         if not frames:
             raise InputError("at least one prompt is needed")
         return min(frames, key=lambda f: f * step)
@@ -399,6 +412,7 @@ class FrameStream:
             search.starts.update(restored.starts)
             search.pending.update({f: dict(masks) for f, masks in restored.pending.items()})
             self.forced = restored.forced
+            self.lag_counts = dict(restored.lag_counts)
         self._current = search
         return search
 
@@ -414,6 +428,7 @@ class FrameStream:
         return StreamState(
             search.engine.snapshot(), search.next_frame, dict(search.starts), pending,
             self.forced, search.engine.direction, search.rejected_before, dict(self._waiting),
+            dict(self.lag_counts),
         )
 
     def restore(self, state: StreamState) -> None:
@@ -466,9 +481,12 @@ class FrameStream:
 
     def _take(self, search: _Search, decision: FrameDecision) -> Iterator[FrameResult]:
         """Keep one decision's mask; yield the frames it completes, in tracking order."""
-        self.decisions.append(decision)
         current = decision.frame if search.frame is None else search.frame
-        self.lags.append(search.position(current) - search.position(decision.frame))
+        lag = search.position(current) - search.position(decision.frame)
+        self.lag_counts[lag] = self.lag_counts.get(lag, 0) + 1
+        if self.keep_decisions:
+            self.decisions.append(decision)
+            self.lags.append(lag)
         self.forced += decision.forced
         if search.last is not None and search.position(decision.frame) > search.position(
             search.last

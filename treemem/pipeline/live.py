@@ -12,7 +12,16 @@ undecided frames' masks), and the tree record holds its open tail only (`TreeRec
 keep="open": the rows of frames not decided yet; `treemem run --live` writes every row to
 tree.jsonl before it drops it), so memory stays flat however long the stream runs.
 `keep_record=True` keeps the whole record in memory instead (about 2.5 kB a frame for
-sam2long P=3), for a caller that reads it after the stream.
+sam2long P=3), and every decision and lag (`decisions`, `lags`), for a caller that reads them
+after the stream; without it only a tally of the lags (`lag_counts`) is kept.
+
+`snapshot()` between pushes and `restore()` on a fresh tracker let a stream go on after its
+process died (`treemem run --live --snapshot-every N ... --resume`): the search, the prompts
+and how many frames were pushed; the backend's memories travel beside it
+(`MemoryExport.export_memories`), and the tree record's rows up to the snapshot are the
+caller's to keep (a run folder's tree.jsonl). A restored tracker numbers the next frame pushed
+after the snapshot's last, whatever the source sends next: a replayed file must skip the frames
+the snapshot has pushed (`LiveState.pushed`), a live source simply goes on.
 
 Prompts may come with the first frame or later: a prompt is stored as a conditioning memory
 when its frame arrives, so it conditions the frames from there on. A file run stores every
@@ -30,12 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from treemem.backend import Backend
-from treemem.pipeline.frames import FrameResult, FrameStream
+from treemem.backend import Backend, MemoryExport
+from treemem.pipeline.frames import FrameResult, FrameStream, StreamState
 from treemem.pipeline.inputs import as_prompts, check_prompt
 from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
-from treemem.types import FrameDecision, InputError, Prompt, UInt8Array
+from treemem.types import FrameDecision, InputError, Prompt, TreememError, UInt8Array
 
 LiveBackendMaker = Callable[[tuple[int, int], Callable[[int], UInt8Array]], Backend]
 """(frame size, frame reader) -> the backend a stream runs on, made when the first frame
@@ -64,6 +73,20 @@ class LiveFrames:
                 f"({self.index}) only"
             )
         return np.array(self.frame)
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """A `LiveTracker` between two pushes (`LiveTracker.snapshot`): its stream's state, how
+    many frames were pushed, their size, the prompts the search holds (`tracked`), those on
+    frames not pushed yet (`waiting`) and every prompt given (`given`)."""
+
+    stream: StreamState
+    pushed: int
+    frame_size: tuple[int, int]
+    tracked: tuple[Prompt, ...]
+    waiting: tuple[Prompt, ...]
+    given: tuple[Prompt, ...]
 
 
 @dataclass(eq=False)
@@ -145,7 +168,7 @@ class LiveTracker:
         self._frames.put(index, frame)
         if self._stream is None:
             self._stream = FrameStream(backend, self.strategy, due, max_lag=self.max_lag,
-                                       record=self._record)
+                                       record=self._record, keep_decisions=self.keep_record)
             self._stream.start()
         elif due:
             self._stream.add_prompts(due)
@@ -183,13 +206,25 @@ class LiveTracker:
         return () if self._stream is None else self._stream.objects
 
     @property
+    def backend(self) -> Backend | None:
+        """The backend the stream runs on, once the first prompted frame has arrived."""
+        return self._backend
+
+    @property
     def decisions(self) -> list[FrameDecision]:
+        """The engine's decisions in the order they came (with `keep_record` only)."""
         return [] if self._stream is None else self._stream.decisions
 
     @property
     def lags(self) -> list[int]:
-        """Frames between each decision's frame arriving and its decision, in order."""
+        """Frames between each decision's frame arriving and its decision, in order (with
+        `keep_record` only)."""
         return [] if self._stream is None else self._stream.lags
+
+    @property
+    def lag_counts(self) -> dict[int, int]:
+        """How many decisions came how many frames late (lag -> count)."""
+        return {} if self._stream is None else self._stream.lag_counts
 
     @property
     def forced(self) -> int:
@@ -202,6 +237,48 @@ class LiveTracker:
     @property
     def first_frame(self) -> int | None:
         return None if self._stream is None else self._stream.first_frame
+
+    # --- snapshots ---------------------------------------------------------------------------
+
+    def snapshot(self) -> LiveState:
+        """The tracker between two pushes, once a frame has been tracked (see the module
+        docstring): take it when every frame its pushes returned has been written."""
+        if self._stream is None or self.frame_size is None:
+            raise TreememError("no frame has been tracked yet: nothing to snapshot")
+        self._resolve_masks()
+        return LiveState(
+            self._stream.snapshot(), self.pushed, self.frame_size, self._stream.all_prompts,
+            tuple(self._waiting), tuple(self.given),
+        )
+
+    def restore(self, state: LiveState, memories: bytes, record: TreeRecord) -> None:
+        """Go on from `state` in a fresh tracker: `memories` are the backend's at the
+        snapshot and `record` the tree record that goes on from its rows (an "open" one that
+        numbers its rows on from those written: `TreeRecord.continuing`)."""
+        if self.pushed or self._stream is not None or self._closed:
+            raise TreememError("restore a LiveTracker before anything is pushed")
+        if len(record) != state.stream.engine.tree_rows:
+            raise TreememError(
+                f"the tree record has {len(record)} rows, the snapshot "
+                f"{state.stream.engine.tree_rows}: give the record that goes on from its rows"
+            )
+        if self.frame_size is not None and self.frame_size != state.frame_size:
+            raise InputError(
+                f"the snapshot's frames are {state.frame_size}, this tracker's "
+                f"{self.frame_size} (height, width)"
+            )
+        self.frame_size, self.pushed = state.frame_size, state.pushed
+        self._waiting, self.given = list(state.waiting), list(state.given)
+        self._masks.clear()
+        backend = self._open_backend()
+        if not isinstance(backend, MemoryExport):
+            raise TreememError(f"{type(backend).__name__} cannot import memories")
+        backend.import_memories(memories)
+        self._record = record
+        self._stream = FrameStream(backend, self.strategy, state.tracked, max_lag=self.max_lag,
+                                   record=record, keep_decisions=self.keep_record)
+        self._stream.restore(state.stream)
+        self._stream.start()
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -230,14 +307,18 @@ class LiveTracker:
         self.pushed += 1
         return self.pushed - 1
 
-    def _due(self, index: int) -> list[Prompt]:
-        """The prompts on frame `index` (masks given for it become prompts now)."""
+    def _resolve_masks(self) -> None:
+        """Mask prompts become `Prompt` records (the frame size is known)."""
         assert self.frame_size is not None
         for frame, mask in self._masks:
             found = as_prompts(mask, self.frame_size, None, frame)
             self._waiting += found
             self.given += found
         self._masks.clear()
+
+    def _due(self, index: int) -> list[Prompt]:
+        """The prompts on frame `index` (masks given for it become prompts now)."""
+        self._resolve_masks()
         due = [p for p in self._waiting if p.frame == index]
         self._waiting = [p for p in self._waiting if p.frame != index]
         return due
@@ -254,4 +335,4 @@ class LiveTracker:
         return self._backend
 
 
-__all__ = ["LiveFrames", "LiveTracker"]
+__all__ = ["LiveFrames", "LiveState", "LiveTracker"]

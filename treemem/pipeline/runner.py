@@ -9,6 +9,7 @@ adds the run folder's bookkeeping (settings for --resume, tree.jsonl, run.json, 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import time
@@ -24,15 +25,15 @@ from treemem.backend import Backend, MemoryExport
 from treemem.io.stream import LiveSource
 from treemem.pipeline.frames import FrameResult, FrameStream, RunDirection, check_direction
 from treemem.pipeline.inputs import BackendName, ModelSpec, OpenedVideo, live_backend
-from treemem.pipeline.live import LiveTracker
+from treemem.pipeline.live import LiveState, LiveTracker
 from treemem.pipeline.sinks import FrameSink, RunFolder, parameters_record, progress_bar
-from treemem.pipeline.snapshots import SnapshotWriter, resume_point
+from treemem.pipeline.snapshots import Snapshot, SnapshotWriter, resume_point
 from treemem.pipeline.sweep import SweepStream
 from treemem.registry import REGISTRY
-from treemem.resume import PARTIAL, run_settings
+from treemem.resume import PARTIAL, SNAPSHOT, run_settings
 from treemem.strategy import StrategySet
 from treemem.tree import TreeRecord
-from treemem.types import ConfigError, Prompt, UInt8Array
+from treemem.types import ConfigError, Prompt, TreememError, UInt8Array
 
 log = logging.getLogger("treemem.run")
 
@@ -168,7 +169,10 @@ def run_to_folder(
                          record=TreeRecord(keep="open"))
     point = None
     if resume and (out / PARTIAL).is_file():
-        point = resume_point(out, settings, backend, opened.frame_names, stream)
+        names = opened.frame_names
+        point = resume_point(out, settings,
+                             lambda s: (names[f] for f in stream.yielded_before(s.stream)),
+                             imports=isinstance(backend, MemoryExport))
     if point is not None:
         assert isinstance(backend, MemoryExport)  # resume_point checked it
         backend.import_memories(point.snapshot.memories)
@@ -181,7 +185,9 @@ def run_to_folder(
     )
     on_frame = None
     if snapshot_every is not None and isinstance(backend, MemoryExport):
-        on_frame = SnapshotWriter(folder, stream, backend, settings, snapshot_every)
+        exporting = backend
+        on_frame = SnapshotWriter(folder, lambda: (stream.snapshot(), exporting), settings,
+                                  snapshot_every, total=stream.frame_count)
     if point is not None:
         folder.masks.written = point.snapshot.masks_written
     try:
@@ -198,32 +204,59 @@ def run_to_folder(
 
 def run_live_to_folder(
     tracker: LiveTracker,
-    frames: Iterable[UInt8Array],
+    frames: Callable[[int], Iterable[UInt8Array]],
     choice: StrategyChoice,
     out: Path,
     describe: Callable[[], dict[str, Any]],
     *,
     backend_info: dict[str, Any],
     overwrite: bool = False,
+    resume: bool = False,
+    snapshot_every: int | None = None,
     progress: bool | None = None,
     extra_sinks: Sequence[FrameSink] = (),
 ) -> dict[str, Any]:
-    """`run_to_folder` for a live source: frames of unknown length, pushed to `tracker` as
-    they come; each frame's PNG is written as soon as it is decided, and the end of `frames`
-    (the source stopped or broke off) decides and writes the rest, then run.json. `describe()`
-    says what run.json records about the source, once it has ended.
+    """`run_to_folder` for a live source: `frames(pushed)` are the source's frames after the
+    first `pushed` ones (0 unless the run resumes from a snapshot), of unknown length, pushed
+    to `tracker` as they come; each frame's PNG is written as soon as it is decided, and the
+    end of the frames (the source stopped or broke off) decides and writes the rest, then
+    run.json. `describe()` says what run.json records about the source, once it has ended.
 
-    A live run does not resume (a live source cannot be replayed); its run.partial.json only
-    marks a folder whose run did not finish."""
+    Every `snapshot_every` frames pushed the tracker is snapshotted (None: never); with
+    `resume` an interrupted run in `out` goes on from its last snapshot with the frames
+    `frames(pushed)` gives (see `treemem.pipeline.snapshots`), or from the first frame
+    without one."""
     parameters = parameters_record(choice.parameters)
     settings = run_settings(choice.name, parameters, {"video": {"live": True}},
                             tracker.given, tracker.max_lag)
-    folder = RunFolder.open(out, None, settings, tracker.record, overwrite=overwrite)
+    point = None
+    if resume and (out / PARTIAL).is_file():
+        point = resume_point(out, settings, _live_yielded)
+    if point is not None:
+        state = point.snapshot.state
+        if not isinstance(state, LiveState):
+            raise TreememError(f"{out / SNAPSHOT} is not a live run's snapshot")
+        tracker.restore(state, point.snapshot.memories, point.record)
+        log.info("resuming from the snapshot taken after frame %d", point.snapshot.frame)
+    folder = RunFolder.open(out, None, settings, tracker.record, overwrite=overwrite,
+                            resume=resume, continue_tree=point is not None)
+    if point is not None:
+        folder.masks.written = point.snapshot.masks_written
+    snapshots = None
+    if snapshot_every is not None:
+        snapshots = SnapshotWriter(folder, lambda: _live_snapshot(tracker), settings,
+                                   snapshot_every)
     started = time.perf_counter()
     sink_seconds = 0.0
+
+    def pushed(count: int) -> None:
+        bar.update(1)
+        if snapshots is not None:
+            snapshots(count)
+
     try:
         with progress_bar(None, choice.name, enabled=progress) as bar:
-            for result in tracker.track(frames, on_frame=lambda _: bar.update(1)):
+            for result in tracker.track(frames(tracker.pushed), on_frame=pushed):
                 writing = time.perf_counter()
                 for sink in (folder, *extra_sinks):
                     sink.write(result)
@@ -237,6 +270,24 @@ def run_live_to_folder(
                      tracker.max_lag, seconds, "forward")
     folder.finish(report)
     return report
+
+
+def _live_yielded(snapshot: Snapshot) -> list[str]:
+    """The PNGs a live run had written when `snapshot` was taken (its frames are numbered)."""
+    state = snapshot.state
+    if not isinstance(state, LiveState):
+        return ["(not a live run's snapshot)"]
+    first = min(p.frame for p in state.tracked)
+    return [f"{frame:05d}" for frame in range(first, state.stream.next_frame)]
+
+
+def _live_snapshot(tracker: LiveTracker) -> tuple[LiveState, MemoryExport] | None:
+    """The tracker's state and backend, once it tracks (None before, or when the backend
+    cannot export its memories)."""
+    backend = tracker.backend
+    if backend is None or not isinstance(backend, MemoryExport):
+        return None
+    return tracker.snapshot(), backend
 
 
 class LivePreview(Protocol):
@@ -273,6 +324,8 @@ def run_live_source(
     prompt: Prompt | None = None,
     max_lag: int | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    snapshot_every: int | None = None,
     progress: bool | None = None,
     preview: Callable[[], LivePreview] | None = None,
 ) -> LiveRun:
@@ -281,7 +334,9 @@ def run_live_source(
     draws the decided frames. The first Ctrl-C (in the main thread) ends the source after the
     frame being searched, so what is open is decided and written; a second one interrupts at
     once (KeyboardInterrupt, the folder left unfinished). A source that breaks off mid-way
-    ends the run as one that ends does, with `broken` saying why."""
+    ends the run as one that ends does, with `broken` saying why. A run resumed from a
+    snapshot skips the frames it had pushed when the source is a file (`LiveSource.replayable`),
+    and goes on with what a live source sends now."""
     spec = model if model is not None else ModelSpec()
     tracker = LiveTracker(choice.strategy, live_backend(backend, spec), max_lag=max_lag)
     if mask is not None:
@@ -294,10 +349,20 @@ def run_live_source(
     try:
         shown = None if preview is None else preview()
         with _stop_on_ctrl_c() as stopped:
-            frames = _until(stopped, source.frames())
+
+            def frames(pushed: int) -> Iterable[UInt8Array]:
+                decoded = source.frames()
+                if pushed and source.replayable:
+                    decoded = itertools.islice(decoded, pushed, None)
+                elif pushed:
+                    log.warning("%s cannot be replayed: the resumed run goes on with the "
+                                "frames it sends now, numbered from %d", source.source, pushed)
+                held = _until(stopped, decoded)
+                return held if shown is None else shown.hold(held)
+
             report = run_live_to_folder(
-                tracker, frames if shown is None else shown.hold(frames), choice, out,
-                source.describe, backend_info=info, overwrite=overwrite,
+                tracker, frames, choice, out, source.describe, backend_info=info,
+                overwrite=overwrite, resume=resume, snapshot_every=snapshot_every,
                 progress=progress, extra_sinks=() if shown is None else shown.sinks,
             )
     finally:

@@ -277,6 +277,22 @@ def read_run_tree(path: Path) -> tuple[Path, TreeRecord]:
     return tree_path.parent, TreeRecord.load_jsonl(tree_path)
 
 
+TIMINGS = ("seconds", "fps")
+"""run.json's fields that differ between two runs of the same thing."""
+
+
+def run_files(out: Path) -> dict[str, bytes]:
+    """Every file of a finished run folder by its relative path, run.json without its timings
+    (`TIMINGS`): two folders compare equal iff they hold the same run (how a resumed run is
+    checked against an uninterrupted one)."""
+    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    report = json.loads(files.pop("run.json"))
+    for key in TIMINGS:
+        report.pop(key, None)
+    files["run.json (timings removed)"] = json.dumps(report, sort_keys=True).encode()
+    return files
+
+
 def interrupted_message(out: Path) -> str:
     """After Ctrl-C: clear half-written PNGs, say how many frames are safe and how to finish."""
     folder = out / "masks"

@@ -10,6 +10,12 @@ were written. The open tail of the tree record is flushed (and fsynced) to tree.
 so the snapshot only needs its length. The video reader needs nothing: it reads frames by
 index and seeks to the frame after the snapshot's itself.
 
+A live run (`treemem run --live`) snapshots its tracker the same way (`LiveState`: the
+stream's state, the frames pushed, the prompts), every `every` frames pushed. Its resume goes
+on with the frames the source sends next, numbered after the snapshot's: a file source skips
+the frames the snapshot had pushed first (so the output equals an uninterrupted run's), a live
+one (a camera, a URL, standard input) cannot be replayed and simply goes on.
+
 A snapshot is written atomically (temporary file, fsync, rename, fsync of the folder), so a
 kill at any moment leaves the previous one whole. `resume_point` reads it back for a resumed
 run: it must belong to the same run settings, tree.jsonl must hold at least the rows it
@@ -32,13 +38,14 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from treemem.backend import Backend, MemoryExport
-from treemem.pipeline.frames import FrameStream, StreamState
+from treemem.backend import MemoryExport
+from treemem.pipeline.frames import StreamState
+from treemem.pipeline.live import LiveState
 from treemem.pipeline.sinks import RunFolder, output_errors
 from treemem.resume import SNAPSHOT, first_difference
 from treemem.tree import TreeRecord
@@ -48,7 +55,7 @@ log = logging.getLogger("treemem.snapshots")
 
 DEFAULT_EVERY = 100
 """Frames between snapshots by default: a resume recomputes at most this many frames."""
-FORMAT = 2
+FORMAT = 3
 """Bumped whenever what a snapshot holds changes; a snapshot of another format is not used."""
 
 
@@ -56,17 +63,23 @@ FORMAT = 2
 class Snapshot:
     """What `snapshot.bin` holds (see the module docstring).
 
+    state: the frame stream's (a video) or the live tracker's (`treemem run --live`);
     memories: the backend's `export_memories()`; masks_written: PNGs written (frames
     first..stream.next_frame - 1); tree_rows, tree_bytes: the rows and bytes of tree.jsonl.
     """
 
     format: int
     settings: Mapping[str, Any]
-    stream: StreamState
+    state: StreamState | LiveState
     memories: bytes
     masks_written: int
     tree_rows: int
     tree_bytes: int
+
+    @property
+    def stream(self) -> StreamState:
+        """The frame stream's state (a live tracker's holds one)."""
+        return self.state.stream if isinstance(self.state, LiveState) else self.state
 
     @property
     def frame(self) -> int:
@@ -145,11 +158,12 @@ class ResumePoint:
 
 
 def resume_point(
-    out: Path, settings: Mapping[str, Any], backend: Backend, frame_names: list[str],
-    stream: FrameStream,
+    out: Path, settings: Mapping[str, Any], yielded: Callable[[Snapshot], Iterable[str]],
+    *, imports: bool = True,
 ) -> ResumePoint | None:
-    """The snapshot a resumed run of `stream` in `out` goes on from, or None to search from
-    the start (no snapshot, an unusable one, or a backend that cannot import memories).
+    """The snapshot a resumed run in `out` goes on from, or None to search from the start
+    (no snapshot, an unusable one, or a backend that cannot import memories: `imports`
+    False). `yielded(s)` names the PNGs (without .png) the run had written when `s` was taken.
 
     Raises `InputError` when the snapshot belongs to a run with other settings. Cuts
     tree.jsonl back to the snapshot's length; nothing else is changed until the run goes on.
@@ -163,14 +177,13 @@ def resume_point(
             f"cannot resume from {out / SNAPSHOT}: it was written by a run with other settings "
             f"({difference}); give the interrupted run's options, or --overwrite"
         )
-    if not isinstance(backend, MemoryExport):
+    if not imports:
         log.warning("the backend cannot import memories; searching again from the first frame")
         return None
     tree = out / "tree.jsonl"
     size = tree.stat().st_size if tree.is_file() else -1
     written = {p.stem for p in (out / "masks").glob("*.png")}
-    wanted = sorted(stream.yielded_before(snapshot.stream))
-    missing = next((frame_names[f] for f in wanted if frame_names[f] not in written), None)
+    missing = next((name for name in yielded(snapshot) if name not in written), None)
     if size < snapshot.tree_bytes or missing is not None:
         what = f"masks/{missing}.png is missing" if missing else "tree.jsonl is shorter"
         log.warning("%s does not match the run folder (%s); searching again from the first "
@@ -188,16 +201,22 @@ def resume_point(
     return ResumePoint(snapshot, TreeRecord.continuing(rows))
 
 
+SnapshotSource = Callable[[], tuple[StreamState | LiveState, MemoryExport] | None]
+"""What a snapshot is taken of: the running state and the backend holding its memories, or
+None while there is nothing to snapshot (a live source's frames before its first prompt)."""
+
+
 @dataclass(eq=False)
 class SnapshotWriter:
-    """`search_frames`' `on_frame` callback: a snapshot after every `every`-th searched frame
-    (none after the last; `count`, `seconds` and `last_bytes` say what they cost)."""
+    """`search_frames`' (or a live run's) `on_frame` callback: a snapshot after every
+    `every`-th searched frame (none after the last of `total`, None: a source of unknown
+    length; `count`, `seconds` and `last_bytes` say what they cost)."""
 
     folder: RunFolder
-    stream: FrameStream
-    backend: MemoryExport
+    take: SnapshotSource
     settings: Mapping[str, Any]
     every: int
+    total: int | None = None
     count: int = 0
     seconds: float = 0.0
     last_bytes: int = 0
@@ -207,14 +226,16 @@ class SnapshotWriter:
             raise ConfigError(f"snapshot interval must be >= 1 frame, got {self.every}")
 
     def __call__(self, done: int) -> None:
-        total = self.stream.frame_count
-        if done % self.every or done >= total:
+        if done % self.every or (self.total is not None and done >= self.total):
             return
         started = time.perf_counter()
         tree_rows, tree_bytes = self.folder.sync_tree()
-        state = self.stream.snapshot()
+        taken = self.take()
+        if taken is None:
+            return
+        state, backend = taken
         snapshot = Snapshot(
-            FORMAT, dict(self.settings), state, self.backend.export_memories(),
+            FORMAT, dict(self.settings), state, backend.export_memories(),
             self.folder.masks.written, tree_rows, tree_bytes,
         )
         data = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
@@ -226,13 +247,14 @@ class SnapshotWriter:
         self.last_bytes = len(data)
         self.seconds += seconds
         log.info("snapshot after frame %d: %d bytes (%d of them memories) in %.1f ms",
-                 state.engine.frame, len(data), len(snapshot.memories), 1000 * seconds)
+                 snapshot.frame, len(data), len(snapshot.memories), 1000 * seconds)
 
 
 __all__ = [
     "DEFAULT_EVERY",
     "ResumePoint",
     "Snapshot",
+    "SnapshotSource",
     "SnapshotWriter",
     "read_snapshot",
     "resume_point",
